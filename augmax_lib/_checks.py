@@ -22,7 +22,7 @@ def check_images(x, name: str = "x", channels: tuple[int, ...] = (1, 3)) -> None
 def check_per_image(value, n: int, device: torch.device, name: str = "value") -> torch.Tensor:
     """Return ``value`` as a float tensor of shape (n,) on ``device``; scalars are broadcast."""
     if not isinstance(value, torch.Tensor):
-        value = torch.as_tensor(value, dtype=torch.float32)
+        value = torch.as_tensor(value, dtype=torch.float32, device=device)
     if value.dim() == 0:
         value = value.expand(n)
     if value.shape != (n,):

@@ -1,0 +1,97 @@
+"""Tone ops (autocontrast, equalize, posterize, solarize) as one per-image, per-channel lookup table.
+
+The tables reproduce PIL's ``ImageOps`` exactly on uint8 images. Float images are quantised to the
+256 levels to look up, and pass gradients straight through (the tables are steps, so their true
+gradient is zero almost everywhere; an identity gradient keeps earlier ops of a chain attackable).
+"""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["TONE_OPS", "histograms", "tone_luts", "apply_lut"]
+
+TONE_OPS = ("autocontrast", "equalize", "posterize", "solarize")
+
+_LEVELS = 256
+
+
+def histograms(x: torch.Tensor) -> torch.Tensor:
+    """Per-image, per-channel 256-bin histograms (N, C, 256) int64 of a uint8 batch."""
+    n, c = x.shape[:2]
+    flat = x.reshape(n * c, -1).long()
+    hist = torch.zeros(n * c, _LEVELS, dtype=torch.int64, device=x.device)
+    # An expanded ones tensor costs no memory; bincount would sync with the host on CUDA.
+    hist.scatter_add_(1, flat, torch.ones(1, 1, dtype=torch.int64, device=x.device).expand_as(flat))
+    return hist.view(n, c, _LEVELS)
+
+
+def _first_last_nonzero(hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    nonzero = hist > 0
+    levels = torch.arange(_LEVELS, device=hist.device)
+    lo = torch.where(nonzero, levels, _LEVELS).amin(-1)
+    hi = torch.where(nonzero, levels, -1).amax(-1)
+    return lo, hi
+
+
+def _autocontrast_lut(hist: torch.Tensor) -> torch.Tensor:
+    # PIL: scale = 255 / (hi - lo), offset = -lo * scale, lut[i] = int(i * scale + offset), clipped.
+    lo, hi = _first_last_nonzero(hist)
+    dtype = torch.float64 if hist.device.type != "mps" else torch.float32
+    span = (hi - lo).clamp(min=1).to(dtype)
+    # tensor / tensor: `255.0 / span` would multiply by a rounded reciprocal and miss PIL's lut.
+    scale = (torch.full_like(span, 255.0) / span).unsqueeze(-1)
+    offset = -lo.to(dtype).unsqueeze(-1) * scale
+    levels = torch.arange(_LEVELS, device=hist.device, dtype=dtype)
+    lut = torch.trunc(levels * scale + offset).clamp(0, 255).long()
+    identity = torch.arange(_LEVELS, device=hist.device).expand_as(lut)
+    return torch.where((hi <= lo).unsqueeze(-1), identity, lut)
+
+
+def _equalize_lut(hist: torch.Tensor) -> torch.Tensor:
+    # PIL: step = (count - count of the last non-empty bin) // 255; lut[i] = (step // 2 + cdf_excl[i]) // step.
+    _, hi = _first_last_nonzero(hist)
+    total = hist.sum(-1)
+    last = hist.gather(-1, hi.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    step = (total - last) // 255
+    cdf_excl = hist.cumsum(-1) - hist
+    lut = ((step // 2).unsqueeze(-1) + cdf_excl) // step.clamp(min=1).unsqueeze(-1)
+    identity = torch.arange(_LEVELS, device=hist.device).expand_as(lut)
+    return torch.where((step == 0).unsqueeze(-1), identity, lut.clamp(max=255))
+
+
+def _posterize_lut(bits: torch.Tensor, shape: tuple[int, ...], device) -> torch.Tensor:
+    # PIL: keep the top `bits` bits: lut[i] = i & ~(2 ** (8 - bits) - 1).
+    drop = (8 - bits.round().long().clamp(0, 8)).view(-1, 1, 1)
+    levels = torch.arange(_LEVELS, device=device).view(1, 1, -1)
+    return ((levels >> drop) << drop).expand(shape)
+
+
+def _solarize_lut(threshold: torch.Tensor, shape: tuple[int, ...], device) -> torch.Tensor:
+    # PIL: lut[i] = i if i < threshold else 255 - i.
+    levels = torch.arange(_LEVELS, device=device).view(1, 1, -1)
+    below = levels < threshold.view(-1, 1, 1)
+    return torch.where(below, levels, 255 - levels).expand(shape)
+
+
+def tone_luts(x_uint8: torch.Tensor, op_index: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Lookup tables (N, C, 256) uint8 for each image's tone op (index into TONE_OPS) and value."""
+    n, c = x_uint8.shape[:2]
+    shape = (n, c, _LEVELS)
+    device = x_uint8.device
+    # One histogram pass over the whole group: cheaper than splitting it again by op.
+    hist = histograms(x_uint8)
+    op = op_index.view(n, 1, 1)
+    lut = torch.where(op == 0, _autocontrast_lut(hist), _equalize_lut(hist))
+    lut = torch.where(op == 2, _posterize_lut(value, shape, device), lut)
+    lut = torch.where(op == 3, _solarize_lut(value, shape, device), lut)
+    return lut.to(torch.uint8)
+
+
+def apply_lut(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+    """Map each image's channels through its table ``lut`` (N, C, 256); same dtype and device out."""
+    n, c = x.shape[:2]
+    if x.dtype == torch.uint8:
+        return lut.gather(2, x.reshape(n, c, -1).long()).view_as(x)
+    q = x.detach().mul(255.0).round().clamp(0, 255).long()
+    mapped = lut.gather(2, q.reshape(n, c, -1)).view_as(x).to(x.dtype) / 255.0
+    return x + (mapped - x).detach()
