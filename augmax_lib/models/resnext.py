@@ -1,0 +1,91 @@
+"""ResNeXt-29 (cardinality 4, base width 32) for CIFAR, in the reference's layout and names.
+
+Stem ``conv_1_3x3``/``bn_1`` (64 channels), three stages ``stage_{1,2,3}`` of three bottlenecks with
+1024 output channels at the end, ``classifier`` head. DuBIN/IBN sites: ``bn_reduce`` (after the 1x1 reduce)
+of every block in stages 1-2 (REFERENCE.md section 3).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from ..norm import make_norm
+
+__all__ = ["CifarResNeXt", "ResNeXtBottleneck", "resnext29"]
+
+
+class ResNeXtBottleneck(nn.Module):
+    """1x1 reduce, grouped 3x3 (carries the stride), 1x1 expand to ``4 * planes``; ``downsample`` when the shape changes."""
+
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, cardinality: int, base_width: int, stride: int, norm: str,
+                 instance_site: bool):
+        super().__init__()
+        inner = cardinality * int(math.floor(planes * base_width / 64.0))
+        out_planes = planes * self.expansion
+        self.conv_reduce = nn.Conv2d(in_planes, inner, 1, bias=False)
+        self.bn_reduce = make_norm(norm, inner, instance_site)
+        self.conv_conv = nn.Conv2d(inner, inner, 3, stride=stride, padding=1, groups=cardinality, bias=False)
+        self.bn = make_norm(norm, inner)
+        self.conv_expand = nn.Conv2d(inner, out_planes, 1, bias=False)
+        self.bn_expand = make_norm(norm, out_planes)
+        self.downsample = None
+        if stride != 1 or in_planes != out_planes:
+            self.downsample = nn.Sequential(nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False),
+                                            make_norm(norm, out_planes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn_reduce(self.conv_reduce(x)))
+        out = F.relu(self.bn(self.conv_conv(out)))
+        out = self.bn_expand(self.conv_expand(out))
+        residual = x if self.downsample is None else self.downsample(x)
+        return F.relu(residual + out)
+
+
+class CifarResNeXt(nn.Module):
+    """ResNeXt for 32x32 images; ``width`` is the stem and stage-1 ``planes`` (64 in the paper)."""
+
+    def __init__(self, depth: int = 29, cardinality: int = 4, base_width: int = 32, num_classes: int = 10,
+                 norm: str = "bn", width: int = 64, instance_stages: int = 2):
+        super().__init__()
+        if (depth - 2) % 9 != 0:
+            raise ValueError(f"depth: expected 9n + 2 (e.g. 29, 38), got {depth!r}")
+        num_blocks = (depth - 2) // 9
+        self.conv_1_3x3 = nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False)
+        self.bn_1 = make_norm(norm, width)
+        in_planes = width
+        for stage in range(3):
+            planes = width * 2 ** stage
+            blocks = []
+            for index in range(num_blocks):
+                stride = 2 if stage > 0 and index == 0 else 1
+                blocks.append(ResNeXtBottleneck(in_planes, planes, cardinality, base_width, stride, norm,
+                                                instance_site=stage < instance_stages))
+                in_planes = planes * ResNeXtBottleneck.expansion
+            self.add_module(f"stage_{stage + 1}", nn.Sequential(*blocks))
+        self.classifier = nn.Linear(in_planes, num_classes)
+        # The reference's initialisation: He-normal convs (fan_out), unit/zero norms, He-normal head, zero bias.
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels
+                nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out))
+            elif isinstance(module, nn.Linear):
+                nn.init.kaiming_normal_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn_1(self.conv_1_3x3(x)))
+        out = self.stage_3(self.stage_2(self.stage_1(out)))
+        # Global average pooling: the final map is 8x8 on 32x32 inputs, as the reference's AvgPool2d(8).
+        out = torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
+        return self.classifier(out)
+
+
+def resnext29(num_classes: int = 10, norm: str = "bn", width: int = 64, cardinality: int = 4,
+              base_width: int = 32) -> CifarResNeXt:
+    """ResNeXt-29 4x32d as in AugMix/AugMax; ``width`` narrows the stem/stage planes (64 in the paper) for CPU runs."""
+    return CifarResNeXt(29, cardinality, base_width, num_classes=num_classes, norm=norm, width=width)
