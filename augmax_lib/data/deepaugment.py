@@ -40,7 +40,8 @@ def with_deepaugment(train, folders, root=None, cache=None, use_cache: bool = Tr
         h, w = train.image_size
         images, labels = [train.images], [train.labels]
         for folder in resolved:
-            paths, lab, _ = scan_class_folders(folder, train.classes, f"DeepAugment ({folder})")
+            paths, lab, _ = scan_class_folders(folder, train.classes, f"DeepAugment ({folder})",
+                                               allow_missing=True)
             arrays = cached_arrays(f"deepaugment-{h}x{w}-{files_key(paths)}",
                                    lambda: {"images": decode_files(paths, (h, w), f"decoding {folder.name}", progress)},
                                    cache, use_cache)
@@ -55,7 +56,7 @@ def with_deepaugment(train, folders, root=None, cache=None, use_cache: bool = Tr
     if isinstance(train, (FolderSet, ConcatFolderSet)):
         transform = train.transform if isinstance(train, FolderSet) else train.parts[0].transform
         parts = [train] + [FolderSet(f, transform, train.classes, source=f"DeepAugment {f.name}", name=train.name,
-                                     what=f"DeepAugment ({f})") for f in resolved]
+                                     what=f"DeepAugment ({f})", allow_missing=True) for f in resolved]
         return ConcatFolderSet(parts, source=f"{train.source} + DeepAugment ({', '.join(f.name for f in resolved)})",
                                name=train.name)
     raise TypeError(f"train: expected an ImageSet or a FolderSet, got {type(train).__name__}")

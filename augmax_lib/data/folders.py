@@ -42,11 +42,12 @@ def decode_files(paths, size: tuple, desc: str, progress: bool = True) -> np.nda
     return out
 
 
-def scan_class_folders(folder: Path, classes=None, what: str = "image folder"):
+def scan_class_folders(folder: Path, classes=None, what: str = "image folder", allow_missing: bool = False):
     """List images under ``folder/<class>/`` (searched recursively), sorted by class then path.
 
     Classes are the sorted sub-folder names unless ``classes`` fixes them (then every sub-folder must be
-    one of them). Returns (paths, labels int64, classes).
+    one of them, and each class must have images unless ``allow_missing``). Returns (paths, labels
+    int64, classes).
     """
     folder = Path(folder)
     found = sorted(p.name for p in folder.iterdir() if p.is_dir())
@@ -64,10 +65,12 @@ def scan_class_folders(folder: Path, classes=None, what: str = "image folder"):
     for label, name in enumerate(classes):
         sub = folder / name
         files = sorted(p for p in sub.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS) if sub.is_dir() else []
-        if not files:
+        if not files and not (allow_missing and not sub.exists()):
             empty.append(name)
         paths.extend(files)
         labels.extend([label] * len(files))
+    if not paths:
+        raise DataFormatError(f"{what}: no image files under {folder}/<class>/")
     if empty:
         raise DataFormatError(f"{what}: no images for {len(empty)} class(es) under {folder}, e.g. "
                               f"{empty[:5]} (expected image files in {folder}/<class>/)")

@@ -41,9 +41,9 @@ class FolderSet(Dataset):
     """Images in ``<folder>/<class>/...`` read on demand: item i is (uint8 (3, H, W) tensor, label)."""
 
     def __init__(self, folder, transform=None, classes=None, source: str = "", name: str = "",
-                 what: str = "image folder"):
+                 what: str = "image folder", allow_missing: bool = False):
         self.folder = Path(folder)
-        paths, labels, self.classes = scan_class_folders(self.folder, classes, what)
+        paths, labels, self.classes = scan_class_folders(self.folder, classes, what, allow_missing)
         self.paths = list(paths)
         self.labels = torch.from_numpy(labels)
         self.transform = transform
