@@ -8,11 +8,11 @@ from .batched import apply_ops, group_by_kernel, op_tables
 from .enhance import ENHANCE_OPS, blend, degenerate, enhance, grayscale
 from .geometric import GEOMETRIC_OPS, affine_coefficients, warp_affine
 from .registry import KERNEL_GROUPS, OPS_ALL, OPS_AUGMIX, apply_op, check_ops, op_group
-from .tone import TONE_OPS, apply_lut, histograms, tone_luts
+from .tone import TONE_OPS, apply_lut, histograms, level_index, tone_luts
 
 __all__ = [
     "OPS_AUGMIX", "OPS_ALL", "GEOMETRIC_OPS", "TONE_OPS", "ENHANCE_OPS", "KERNEL_GROUPS",
     "apply_op", "apply_ops", "group_by_kernel", "op_tables", "op_group", "check_ops",
-    "affine_coefficients", "warp_affine", "histograms", "tone_luts", "apply_lut",
+    "affine_coefficients", "warp_affine", "level_index", "histograms", "tone_luts", "apply_lut",
     "grayscale", "degenerate", "blend", "enhance",
 ]

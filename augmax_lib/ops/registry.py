@@ -6,7 +6,7 @@ import torch
 from .._checks import check_images, check_per_image
 from .enhance import ENHANCE_OPS, enhance
 from .geometric import GEOMETRIC_OPS, affine_coefficients, warp_affine
-from .tone import TONE_OPS, apply_lut, tone_luts
+from .tone import TONE_OPS, apply_lut, histograms, level_index, tone_luts
 
 __all__ = ["OPS_AUGMIX", "OPS_ALL", "KERNEL_GROUPS", "op_group", "check_ops", "run_kernel_group", "apply_op"]
 
@@ -50,8 +50,9 @@ def run_kernel_group(x: torch.Tensor, group: int, local_index: torch.Tensor, val
         h, w = x.shape[-2:]
         return warp_affine(x, affine_coefficients(local_index, value, h, w))
     if group == 1:
-        x_uint8 = x if x.dtype == torch.uint8 else x.detach().mul(255.0).round().clamp(0, 255).to(torch.uint8)
-        return apply_lut(x, tone_luts(x_uint8, local_index, value.detach()))
+        # One histogram pass over the whole group: cheaper than splitting it again by op.
+        levels = level_index(x)
+        return apply_lut(x, tone_luts(histograms(levels), local_index, value.detach()), levels)
     return enhance(x, KERNEL_GROUPS[group], value)
 
 

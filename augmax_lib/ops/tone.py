@@ -8,21 +8,27 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["TONE_OPS", "histograms", "tone_luts", "apply_lut"]
+__all__ = ["TONE_OPS", "level_index", "histograms", "tone_luts", "apply_lut"]
 
 TONE_OPS = ("autocontrast", "equalize", "posterize", "solarize")
 
 _LEVELS = 256
 
 
-def histograms(x: torch.Tensor) -> torch.Tensor:
-    """Per-image, per-channel 256-bin histograms (N, C, 256) int64 of a uint8 batch."""
+def level_index(x: torch.Tensor) -> torch.Tensor:
+    """Grey levels (N, C, H*W) int64 of a batch; float images are quantised to the nearest level."""
     n, c = x.shape[:2]
-    flat = x.reshape(n * c, -1).long()
-    hist = torch.zeros(n * c, _LEVELS, dtype=torch.int64, device=x.device)
+    if x.dtype != torch.uint8:
+        x = x.detach().mul(255.0).round_().clamp_(0, 255)
+    return x.reshape(n, c, -1).long()
+
+
+def histograms(levels: torch.Tensor) -> torch.Tensor:
+    """Per-image, per-channel 256-bin histograms (N, C, 256) int64 of ``level_index`` output."""
+    n, c, _ = levels.shape
+    hist = torch.zeros(n, c, _LEVELS, dtype=torch.int64, device=levels.device)
     # An expanded ones tensor costs no memory; bincount would sync with the host on CUDA.
-    hist.scatter_add_(1, flat, torch.ones(1, 1, dtype=torch.int64, device=x.device).expand_as(flat))
-    return hist.view(n, c, _LEVELS)
+    return hist.scatter_add_(2, levels, torch.ones(1, 1, 1, dtype=torch.int64, device=levels.device).expand_as(levels))
 
 
 def _first_last_nonzero(hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,13 +79,12 @@ def _solarize_lut(threshold: torch.Tensor, shape: tuple[int, ...], device) -> to
     return torch.where(below, levels, 255 - levels).expand(shape)
 
 
-def tone_luts(x_uint8: torch.Tensor, op_index: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """Lookup tables (N, C, 256) uint8 for each image's tone op (index into TONE_OPS) and value."""
-    n, c = x_uint8.shape[:2]
+def tone_luts(hist: torch.Tensor, op_index: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Lookup tables (N, C, 256) uint8 for each image's tone op (index into TONE_OPS) and value,
+    given the images' histograms (only autocontrast and equalize read them)."""
+    n, c = hist.shape[:2]
     shape = (n, c, _LEVELS)
-    device = x_uint8.device
-    # One histogram pass over the whole group: cheaper than splitting it again by op.
-    hist = histograms(x_uint8)
+    device = hist.device
     op = op_index.view(n, 1, 1)
     lut = torch.where(op == 0, _autocontrast_lut(hist), _equalize_lut(hist))
     lut = torch.where(op == 2, _posterize_lut(value, shape, device), lut)
@@ -87,11 +92,13 @@ def tone_luts(x_uint8: torch.Tensor, op_index: torch.Tensor, value: torch.Tensor
     return lut.to(torch.uint8)
 
 
-def apply_lut(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
-    """Map each image's channels through its table ``lut`` (N, C, 256); same dtype and device out."""
-    n, c = x.shape[:2]
+def apply_lut(x: torch.Tensor, lut: torch.Tensor, levels: torch.Tensor | None = None) -> torch.Tensor:
+    """Map each image's channels through its table ``lut`` (N, C, 256); same dtype and device out.
+
+    ``levels`` is ``level_index(x)`` when the caller already has it.
+    """
+    levels = level_index(x) if levels is None else levels
+    mapped = lut.gather(2, levels).view_as(x)
     if x.dtype == torch.uint8:
-        return lut.gather(2, x.reshape(n, c, -1).long()).view_as(x)
-    q = x.detach().mul(255.0).round().clamp(0, 255).long()
-    mapped = lut.gather(2, q.reshape(n, c, -1)).view_as(x).to(x.dtype) / 255.0
-    return x + (mapped - x).detach()
+        return mapped
+    return x + (mapped.to(x.dtype) / 255.0 - x).detach()
