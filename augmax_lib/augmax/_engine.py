@@ -27,7 +27,7 @@ class AugMaxResult:
     ``x_adv`` (N, C, H, W) float in [0, 1], detached; ``m`` (N,) the weight of the augmented branch;
     ``w`` (N, width) the chain weights (rows sum to one); ``steps_taken`` (N,) int64, the number of
     updates each image received (fewer than ``steps`` where early stopping froze it); ``target`` the
-    classes aimed at in targeted mode (else None); ``params`` the attacked chain parameters (AdvMix
+    classes aimed at in targeted mode (None otherwise, and when none was passed and no step ran); ``params`` the attacked chain parameters (AdvMix
     and AdvMax only, else None).
     """
 
