@@ -1,0 +1,183 @@
+"""Colour and digital corruptions: brightness, contrast, saturate, elastic transform, pixelate, JPEG.
+
+Kernels take float images (N, C, H, W) in [0, 1] and return float images in [0, 1]. ``pixelate`` and
+``jpeg_compression`` also take ``from_uint8``: the reference runs them on 8-bit PIL images, so for
+uint8 input they reproduce PIL's 8-bit arithmetic.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from ._filters import cached, gaussian_blur, sample_bilinear, separable
+
+__all__ = ["brightness", "contrast", "saturate", "elastic_transform", "pixelate", "jpeg_compression",
+           "pil_box_matrix", "warp_affine", "displace"]
+
+
+def brightness(x: torch.Tensor, shift: float, generator=None) -> torch.Tensor:
+    """HSV value + ``shift`` (clipped to 1) at fixed hue and saturation.
+
+    With H and S fixed every RGB channel is proportional to V, so the round trip through HSV
+    (scikit-image's rgb2hsv/hsv2rgb) is a per-pixel rescaling; black pixels become grey ``shift``.
+    """
+    v = x.amax(dim=1, keepdim=True)
+    v_new = (v + shift).clamp_(max=1.0)
+    return torch.where(v > 0, x * (v_new / v.clamp(min=1e-12)), v_new).clamp_(0, 1)
+
+
+def contrast(x: torch.Tensor, factor: float, generator=None) -> torch.Tensor:
+    """``clip((x - mean) * factor + mean)`` with the mean per image and channel."""
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    return ((x - mean) * factor + mean).clamp_(0, 1)
+
+
+def saturate(x: torch.Tensor, params, generator=None) -> torch.Tensor:
+    """HSV saturation ``S * scale + shift`` (clipped to [0, 1]) at fixed hue and value (RGB images).
+
+    hsv2rgb is affine in S at fixed H and V: each channel is V (1 - S g) with g set by the hue, so
+    the new channel is V - S' V (V - x) / (V - min). Grey pixels have hue 0 in scikit-image, which
+    makes them (V, V (1 - S'), V (1 - S')).
+    """
+    scale, shift = params
+    v = x.amax(dim=1, keepdim=True)
+    delta = v - x.amin(dim=1, keepdim=True)
+    s = torch.where(delta > 0, delta / v.clamp(min=1e-12), 0.0)
+    s_new = (s * scale + shift).clamp_(0, 1)
+    coloured = v - s_new * v * (v - x) / delta.clamp(min=1e-12)
+    hue0 = torch.cat([v, v * (1 - s_new), v * (1 - s_new)], dim=1)
+    return torch.where(delta > 0, coloured, hue0).clamp_(0, 1)
+
+
+def warp_affine(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """OpenCV's ``warpAffine(x, M, (W, H))`` per image (bilinear, reflect-101 border) for (N, 2, 3) float64 ``matrix``.
+
+    M maps source (x, y) to destination; each destination pixel reads M^-1 of itself. (OpenCV 3
+    rounded that position to 1/32 px; OpenCV 5 does not round, and neither do we.)
+    """
+    h, w = x.shape[-2:]
+    a, t = matrix[:, :, :2], matrix[:, :, 2]
+    det = a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]
+    inv = torch.stack([torch.stack([a[:, 1, 1], -a[:, 0, 1]], -1),
+                       torch.stack([-a[:, 1, 0], a[:, 0, 0]], -1)], -2) / det[:, None, None]
+    shift = -(inv @ t[:, :, None])[:, :, 0]                                         # M^-1 = [inv | shift]
+    ys = torch.arange(h, device=x.device, dtype=torch.float64)[None, :, None]
+    xs = torch.arange(w, device=x.device, dtype=torch.float64)[None, None, :]
+    src_x = inv[:, 0, 0, None, None] * xs + inv[:, 0, 1, None, None] * ys + shift[:, 0, None, None]
+    src_y = inv[:, 1, 0, None, None] * xs + inv[:, 1, 1, None, None] * ys + shift[:, 1, None, None]
+    return sample_bilinear(x, src_y.to(x.dtype), src_x.to(x.dtype), "reflect101")
+
+
+def displace(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """scipy ``map_coordinates(x, (y + dy, x + dx), order=1, mode="reflect")`` per image and channel."""
+    h, w = x.shape[-2:]
+    yy = torch.arange(h, device=x.device, dtype=x.dtype)[None, :, None]
+    xx = torch.arange(w, device=x.device, dtype=x.dtype)[None, None, :]
+    return sample_bilinear(x, yy + dy, xx + dx, "symmetric")
+
+
+def elastic_transform(x: torch.Tensor, params, generator=None) -> torch.Tensor:
+    """Hendrycks' elastic transform: a random affine warp (three control points jittered by up to
+    ``jitter`` px), then a smooth random displacement field (uniform noise blurred by ``sigma``, times ``alpha``)."""
+    alpha, sigma, jitter = params
+    n, c, h, w = x.shape
+    dev = x.device
+    cy, cx = float(h // 2), float(w // 2)
+    sq = float(min(h, w) // 3)
+    # Control points as OpenCV reads them, (x, y); the generator fills both from shape[:2] = (H, W).
+    pts1 = torch.tensor([[cy + sq, cx + sq], [cy + sq, cx - sq], [cy - sq, cx - sq]], dtype=torch.float64, device=dev)
+    pts2 = pts1 + (torch.rand((n, 3, 2), generator=generator, device=dev, dtype=torch.float64) * 2 - 1) * jitter
+    # M maps pts1 -> pts2: q - q0 = A (p - p0) with A = Q P^-1, then t = q0 - A p0. P, with columns
+    # p1 - p0 = (0, -2 sq) and p2 - p0 = (-2 sq, -2 sq), is the same for every image.
+    p_inv = torch.tensor([[-2 * sq, 2 * sq], [2 * sq, 0.0]], dtype=torch.float64, device=dev) / (-4 * sq * sq)
+    q = torch.stack([pts2[:, 1] - pts2[:, 0], pts2[:, 2] - pts2[:, 0]], dim=2)       # (N, 2, 2)
+    a = q @ p_inv
+    t = pts2[:, 0] - (a @ pts1[0])
+    warped = warp_affine(x, torch.cat([a, t[:, :, None]], dim=2))
+    if alpha == 0:
+        return warped.clamp_(0, 1)
+    fields = torch.rand((2, n, h, w), generator=generator, device=dev, dtype=x.dtype) * 2 - 1
+    fields = gaussian_blur(fields, sigma, mode="symmetric", truncate=3.0) * alpha
+    return displace(warped, fields[1], fields[0]).clamp_(0, 1)
+
+
+def _pil_box_filter(t: float) -> float:
+    return 1.0 if -0.5 < t <= 0.5 else 0.0
+
+
+@lru_cache(maxsize=None)
+def pil_box_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """Pillow's ``Image.resize(..., BOX)`` along one axis as an (out, in) matrix of normalised weights.
+
+    Pillow samples the box filter at input pixel centres, so each output pixel averages the input
+    pixels whose centres fall in its span (and copies the nearest one when enlarging).
+    """
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = 0.5 * filterscale
+    m = np.zeros((out_size, in_size))
+    for xx in range(out_size):
+        centre = (xx + 0.5) * scale
+        lo = max(int(centre - support + 0.5), 0)
+        hi = min(int(centre + support + 0.5), in_size)
+        for i in range(lo, hi):
+            m[xx, i] = _pil_box_filter((i - centre + 0.5) / filterscale)
+        total = m[xx].sum()
+        if total:
+            m[xx] /= total
+    return m
+
+
+_PRECISION_BITS = 22     # Pillow's fixed-point coefficients for 8-bit images
+
+
+@lru_cache(maxsize=None)
+def _pil_box_matrix_fixed(in_size: int, out_size: int) -> np.ndarray:
+    return np.floor(0.5 + pil_box_matrix(in_size, out_size) * (1 << _PRECISION_BITS))
+
+
+def _resize_u8(levels: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Pillow's two 8-bit passes (horizontal, then vertical) on float64 levels 0..255, exact."""
+    one = float(1 << _PRECISION_BITS)
+    half = float(1 << (_PRECISION_BITS - 1))
+    levels = torch.floor((torch.matmul(levels, cols.t()) + half) / one).clamp_(0, 255)
+    return torch.floor((torch.matmul(rows, levels) + half) / one).clamp_(0, 255)
+
+
+def pixelate(x: torch.Tensor, factor: float, generator=None, *, from_uint8: bool = False) -> torch.Tensor:
+    """Pillow BOX resize to int(size * factor), then BOX resize back (which copies the nearest pixel)."""
+    n, c, h, w = x.shape
+    sh, sw = int(h * factor), int(w * factor)
+    if from_uint8:
+        dev = x.device
+        down_r = cached(_pil_box_matrix_fixed, h, sh, device=dev, dtype=torch.float64)
+        down_c = cached(_pil_box_matrix_fixed, w, sw, device=dev, dtype=torch.float64)
+        up_r = cached(_pil_box_matrix_fixed, sh, h, device=dev, dtype=torch.float64)
+        up_c = cached(_pil_box_matrix_fixed, sw, w, device=dev, dtype=torch.float64)
+        levels = torch.round(x.to(torch.float64) * 255.0)
+        small = _resize_u8(levels, down_r, down_c)
+        return (_resize_u8(small, up_r, up_c) / 255.0).to(x.dtype)
+    down_r = cached(pil_box_matrix, h, sh, device=x.device, dtype=x.dtype)
+    down_c = cached(pil_box_matrix, w, sw, device=x.device, dtype=x.dtype)
+    up_r = cached(pil_box_matrix, sh, h, device=x.device, dtype=x.dtype)
+    up_c = cached(pil_box_matrix, sw, w, device=x.device, dtype=x.dtype)
+    return separable(separable(x, down_r, down_c), up_r, up_c).clamp_(0, 1)
+
+
+def jpeg_compression(x: torch.Tensor, quality: int, generator=None, *, from_uint8: bool = False) -> torch.Tensor:
+    """Encode as baseline JPEG at ``quality`` (4:2:0 chroma) and decode, as a Pillow save/load does.
+
+    Runs torchvision's libjpeg codec on the CPU, whose bytes and pixels are identical to Pillow's
+    (bench/corrupt.py checks it) and which is about three times faster than a Pillow round trip.
+    Images on another device travel to the CPU and back.
+    """
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    levels = torch.round(x * 255.0).clamp_(0, 255).to(torch.uint8).cpu()
+    if levels.shape[0] == 0:
+        return x
+    decoded = decode_jpeg(encode_jpeg(list(levels), quality=int(quality)))
+    out = torch.stack(decoded).to(x.device)
+    return out.to(x.dtype) / 255.0
