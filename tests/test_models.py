@@ -150,13 +150,16 @@ def test_cifar_forward_shapes(name, norm):
     assert out.shape == (2, 7) and torch.isfinite(out).all()
 
 
-def test_resnet18_tiny_imagenet_stem_stride():
-    model = build_model("resnet18", 200, norm="dubin", width=8, stem_stride=2)
+@pytest.mark.parametrize("name, last, final_map", [("resnet18", "layer4", 4), ("wrn40_2", "block3", 8),
+                                                   ("resnext29", "stage_3", 8)])
+def test_tiny_imagenet_stem_stride(name, last, final_map):
+    model = build_model(name, 200, norm="dubin", width=8, stem_stride=2)
     seen = {}
-    model.layer4.register_forward_hook(lambda m, i, o: seen.update(map=o.shape))
+    model.get_submodule(last).register_forward_hook(lambda m, i, o: seen.update(map=o.shape))
     assert model(torch.rand(2, 3, 64, 64)).shape == (2, 200)
-    assert seen["map"][-2:] == (4, 4)  # 64x64 input, stride-2 stem: the same 4x4 final map as CIFAR
-    assert model.conv1.stride == (2, 2)
+    # 64x64 input, stride-2 stem: the same final map as a 32x32 CIFAR image (the reference's fixed pooling size)
+    assert seen["map"][-2:] == (final_map, final_map)
+    assert next(model.children()).stride == (2, 2)  # the stem conv comes first in every family
 
 
 def test_width_builds_narrow_models():
@@ -175,8 +178,8 @@ def test_errors_name_the_valid_choices():
         build_model("resnet18", 10, norm="ln")
     with pytest.raises(ValueError, match="num_classes"):
         build_model("resnet18", 0)
-    with pytest.raises(TypeError, match="stem_stride"):
-        build_model("wrn40_2", 10, stem_stride=2)
+    with pytest.raises(TypeError, match="cardinality.*width, drop_rate, stem_stride"):
+        build_model("wrn40_2", 10, cardinality=8)
     with pytest.raises(ValueError, match="stem_stride"):
         build_model("resnet18", 10, stem_stride=4)
 

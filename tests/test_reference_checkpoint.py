@@ -121,10 +121,9 @@ def test_route_a_uses_the_bn1_statistics(name):
 def test_latest_pth_wrapper_loads_the_same(name):
     state = random_reference_state(name, seed=5)
     wrapped = {"model": state, "optimizer": {"state": {}, "param_groups": []}, "epoch": 199, "best_SA": 0.95}
-    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(6))
-    with torch.no_grad():
-        out = load_reference_checkpoint(wrapped, name)(x)
-        assert torch.isfinite(out).all() and torch.equal(out, load_reference_checkpoint(state, name)(x))
+    loaded = load_reference_checkpoint(wrapped, name).state_dict()
+    assert list(loaded) == [k[len("module."):] for k in state]
+    assert all(torch.equal(loaded[k[len("module."):]], v) for k, v in state.items())
 
 
 @pytest.mark.parametrize("name", NAMES)

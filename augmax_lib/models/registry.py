@@ -31,8 +31,8 @@ def build_model(name: str, num_classes: int, norm: str = "bn", **kwargs) -> nn.M
     """Build backbone ``name`` with a ``num_classes``-way head and norm layers of kind ``norm``.
 
     Extra keywords go to the family's builder: ``width`` (base channel count, to build narrow models for CPU
-    runs) for every family, ``stem_stride`` (2 for 64x64 Tiny-ImageNet) for ``resnet18``, ``drop_rate`` for
-    ``wrn40_2``, ``cardinality``/``base_width`` for ``resnext29``.
+    runs) for every family, ``stem_stride`` (2 for 64x64 Tiny-ImageNet) for the CIFAR families, ``drop_rate``
+    for ``wrn40_2``, ``cardinality``/``base_width`` for ``resnext29``.
     """
     if name not in _BUILDERS:
         raise ValueError(f"name: unknown model {name!r}; expected one of {', '.join(_BUILDERS)}")

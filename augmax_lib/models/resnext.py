@@ -50,12 +50,14 @@ class CifarResNeXt(nn.Module):
     """ResNeXt for 32x32 images; ``width`` is the stem and stage-1 ``planes`` (64 in the paper)."""
 
     def __init__(self, depth: int = 29, cardinality: int = 4, base_width: int = 32, num_classes: int = 10,
-                 norm: str = "bn", width: int = 64, instance_stages: int = 2):
+                 norm: str = "bn", width: int = 64, instance_stages: int = 2, stem_stride: int = 1):
         super().__init__()
+        if stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride: expected 1 (32x32 CIFAR) or 2 (64x64 Tiny-ImageNet), got {stem_stride!r}")
         if (depth - 2) % 9 != 0:
             raise ValueError(f"depth: expected 9n + 2 (e.g. 29, 38), got {depth!r}")
         num_blocks = (depth - 2) // 9
-        self.conv_1_3x3 = nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False)
+        self.conv_1_3x3 = nn.Conv2d(3, width, 3, stride=stem_stride, padding=1, bias=False)
         self.bn_1 = make_norm(norm, width)
         in_planes = width
         for stage in range(3):
@@ -86,6 +88,8 @@ class CifarResNeXt(nn.Module):
 
 
 def resnext29(num_classes: int = 10, norm: str = "bn", width: int = 64, cardinality: int = 4,
-              base_width: int = 32) -> CifarResNeXt:
-    """ResNeXt-29 4x32d as in AugMix/AugMax; ``width`` narrows the stem/stage planes (64 in the paper) for CPU runs."""
-    return CifarResNeXt(29, cardinality, base_width, num_classes=num_classes, norm=norm, width=width)
+              base_width: int = 32, stem_stride: int = 1) -> CifarResNeXt:
+    """ResNeXt-29 4x32d as in AugMix/AugMax; ``width`` narrows the stem/stage planes (64 in the paper) for CPU runs,
+    ``stem_stride=2`` for 64x64 images."""
+    return CifarResNeXt(29, cardinality, base_width, num_classes=num_classes, norm=norm, width=width,
+                        stem_stride=stem_stride)

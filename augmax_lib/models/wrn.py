@@ -64,13 +64,15 @@ class WideResNet(nn.Module):
     """WRN-depth-k; ``width`` is the stem channel count (16 in the paper), groups have width*k, 2*width*k, 4*width*k."""
 
     def __init__(self, depth: int = 40, widen_factor: int = 2, num_classes: int = 10, norm: str = "bn",
-                 width: int = 16, drop_rate: float = 0.0, instance_groups: int = 2):
+                 width: int = 16, drop_rate: float = 0.0, instance_groups: int = 2, stem_stride: int = 1):
         super().__init__()
+        if stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride: expected 1 (32x32 CIFAR) or 2 (64x64 Tiny-ImageNet), got {stem_stride!r}")
         if (depth - 4) % 6 != 0:
             raise ValueError(f"depth: expected 6n + 4 (e.g. 16, 28, 40), got {depth!r}")
         num_blocks = (depth - 4) // 6
         widths = [width, width * widen_factor, 2 * width * widen_factor, 4 * width * widen_factor]
-        self.conv1 = nn.Conv2d(3, widths[0], 3, stride=1, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(3, widths[0], 3, stride=stem_stride, padding=1, bias=False)
         self.block1 = _Group(num_blocks, widths[0], widths[1], 1, norm, instance_groups >= 1, drop_rate)
         self.block2 = _Group(num_blocks, widths[1], widths[2], 2, norm, instance_groups >= 2, drop_rate)
         self.block3 = _Group(num_blocks, widths[2], widths[3], 2, norm, instance_groups >= 3, drop_rate)
@@ -91,6 +93,8 @@ class WideResNet(nn.Module):
         return self.fc(out)
 
 
-def wrn40_2(num_classes: int = 10, norm: str = "bn", width: int = 16, drop_rate: float = 0.0) -> WideResNet:
-    """WRN-40-2 as in AugMix/AugMax; ``width`` narrows the stem (16 in the paper) for CPU runs."""
-    return WideResNet(40, 2, num_classes=num_classes, norm=norm, width=width, drop_rate=drop_rate)
+def wrn40_2(num_classes: int = 10, norm: str = "bn", width: int = 16, drop_rate: float = 0.0,
+            stem_stride: int = 1) -> WideResNet:
+    """WRN-40-2 as in AugMix/AugMax; ``width`` narrows the stem (16 in the paper) for CPU runs, ``stem_stride=2`` for 64x64."""
+    return WideResNet(40, 2, num_classes=num_classes, norm=norm, width=width, drop_rate=drop_rate,
+                      stem_stride=stem_stride)
