@@ -7,7 +7,7 @@ chains of an image share one depth, each chain here draws its own depth, as the 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -29,13 +29,28 @@ class ChainParams:
     values: torch.Tensor    # (width, N, D) float, in each op's natural unit (see augmax_lib.ops.apply_op)
     active: torch.Tensor    # (width, N, D) bool
     ops: tuple[str, ...]
+    # Which images run which kernel at each step depends on op_index and active only, so an attack
+    # that changes `values` reuses it instead of paying a host sync per call.
+    _groups: list | None = field(default=None, init=False, repr=False, compare=False)
+
+    def kernel_groups(self) -> tuple[list, torch.Tensor]:
+        """Per step, the chain images of each kernel group (see ``ops.group_by_kernel``), and their family indices."""
+        if self._groups is None:
+            width, n, steps = self.op_index.shape
+            group_of, local_of = op_tables(self.ops, self.op_index.device)
+            op_index = self.op_index.permute(2, 0, 1).reshape(steps, width * n)
+            keys = torch.where(self.active.permute(2, 0, 1).reshape(steps, -1), group_of[op_index], -1)
+            self._groups = [group_by_kernel(keys), local_of[op_index]]
+        return self._groups[0], self._groups[1]
 
     @property
     def width(self) -> int:
         return self.op_index.shape[0]
 
     def detach(self) -> "ChainParams":
-        return ChainParams(self.op_index, self.values.detach(), self.active, self.ops)
+        out = ChainParams(self.op_index, self.values.detach(), self.active, self.ops)
+        out._groups = self._groups
+        return out
 
 
 def _float_level_values(name: str, level: torch.Tensor, sign: torch.Tensor, height: int, width: int):
@@ -110,19 +125,18 @@ def apply_chains(x: torch.Tensor, params: ChainParams) -> torch.Tensor:
 
     uint8 images stay uint8 between ops, as PIL images do in the reference. On float images the
     result is differentiable with respect to ``x`` and ``params.values`` through the geometric and
-    enhance ops. One host synchronisation per call (to size the per-kernel groups).
+    enhance ops. One host synchronisation per ``params`` (to size the per-kernel groups; it is
+    cached, so applying the same draw again with other ``values`` costs none).
     """
     check_images(x, "x")
     width, n, steps = params.op_index.shape
     if n != x.shape[0]:
         raise ValueError(f"params: drawn for {n} images but x holds {x.shape[0]}")
-    group_of, local_of = op_tables(params.ops, x.device)
+    if params.op_index.device != x.device:
+        raise ValueError(f"params: drawn on {params.op_index.device} but x is on {x.device}")
     # Step-major layout: all width * N chain images advance one op per step.
-    op_index = params.op_index.permute(2, 0, 1).reshape(steps, width * n)
-    keys = torch.where(params.active.permute(2, 0, 1).reshape(steps, -1), group_of[op_index], -1)
-    local = local_of[op_index]
+    groups, local = params.kernel_groups()
     values = params.values.permute(2, 0, 1).reshape(steps, width * n)
-    groups = group_by_kernel(keys)
     images = x.unsqueeze(0).expand(width, *x.shape).reshape(width * n, *x.shape[1:])
     for s in range(steps):
         images = apply_ops(images, groups[s], local[s], values[s])
