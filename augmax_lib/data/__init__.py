@@ -16,7 +16,8 @@ from .tinyimagenet import load_tinyimagenet, load_tinyimagenet_c
 
 __all__ = [
     "DATASETS", "load_dataset", "load_corrupted", "ImageSet", "FolderSet", "ConcatFolderSet", "DeviceLoader",
-    "crop_flip", "split_validation", "resolve_root", "cache_dir", "DatasetNotFoundError", "DataFormatError",
+    "crop_flip", "split_validation", "has_corrupted", "resolve_root", "cache_dir", "DatasetNotFoundError",
+    "DataFormatError",
     "load_cifar10", "load_cifar100", "load_cifar101", "load_cifar_c", "load_tinyimagenet", "load_tinyimagenet_c",
     "load_imagenet", "load_imagenet_c", "load_synthetic", "make_synthetic", "with_deepaugment",
     "available_corruptions", "find_cifar101", "imagenet_transform", "BENCHMARK_CORRUPTIONS",
@@ -46,6 +47,21 @@ def load_dataset(name: str, split: str = "train", root=None, **options):
     if name == "synthetic":
         return load_synthetic(split, **options)
     return _LOADERS[name](split, root=root, **options)
+
+
+def has_corrupted(dataset: str, corruption: str, severity: int, root=None) -> bool:
+    """Whether the published corrupted files of one (corruption, severity) of ``dataset`` are present."""
+    from .folders import find_corruption_folder
+    from .imagenet import imagenet_c_candidates
+    from .tinyimagenet import tinyimagenet_c_candidates
+
+    if dataset in ("cifar10", "cifar100"):
+        from .cifar_c import cifar_c_folder
+
+        folder = cifar_c_folder(dataset, root)
+        return (folder / f"{corruption}.npy").is_file() and (folder / "labels.npy").is_file()
+    candidates = {"tinyimagenet": tinyimagenet_c_candidates, "imagenet": imagenet_c_candidates}.get(dataset)
+    return candidates is not None and find_corruption_folder(candidates(root), corruption, severity) is not None
 
 
 def load_corrupted(dataset: str, corruption: str, severity: int, root=None, classes=None, **options):

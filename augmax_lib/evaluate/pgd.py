@@ -1,0 +1,50 @@
+"""Accuracy under an L-infinity PGD attack (Madry et al.), for the hardness ablation."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .._checks import to_float
+from .inference import eval_mode, forward, iter_batches, model_device, num_items
+
+__all__ = ["pgd_accuracy"]
+
+
+def pgd_accuracy(model, data, eps: float = 8 / 255, alpha: float = 2 / 255, steps: int = 10,
+                 random_start: bool = True, seed: int = 0, batch_size: int = 500, device=None,
+                 input_transform=None, progress: bool = True) -> float:
+    """Accuracy on images perturbed by ``steps`` signed-gradient ascent steps of size ``alpha`` on the
+    cross-entropy, projected to the L-inf ball of radius ``eps`` and to [0, 1] (model in eval mode,
+    route "M"). The random start is drawn per image from ``seed``, independent of the batch size."""
+    if eps < 0 or alpha <= 0 or steps < 0:
+        raise ValueError(f"eps, alpha, steps: expected eps >= 0, alpha > 0, steps >= 0; got {eps}, {alpha}, {steps}")
+    device = torch.device(device) if device is not None else model_device(model)
+    n = num_items(data)
+    g = torch.Generator().manual_seed(int(seed))
+    correct, offset = [], 0
+    with eval_mode(model), tqdm(total=n, desc=f"PGD-{steps}", unit="img", disable=not progress, leave=False) as bar:
+        for x, y in iter_batches(data, batch_size):
+            b = y.shape[0]
+            x = to_float(x.to(device, non_blocking=True))
+            y = y.to(device, non_blocking=True)
+            if random_start:
+                start = (torch.rand(x.shape, generator=g) * 2 - 1) * eps
+                delta = start.to(device, x.dtype)
+            else:
+                delta = torch.zeros_like(x)
+            delta = (x + delta).clamp_(0, 1) - x
+            for _ in range(steps):
+                delta.requires_grad_(True)
+                with torch.enable_grad():
+                    loss = F.cross_entropy(forward(model, x + delta, device, input_transform), y, reduction="sum")
+                    grad, = torch.autograd.grad(loss, delta)
+                delta = (delta.detach() + alpha * grad.sign()).clamp_(-eps, eps)
+                delta = (x + delta).clamp_(0, 1) - x
+            with torch.no_grad():
+                correct.append(forward(model, x + delta, device, input_transform).argmax(1) == y)
+            offset += b
+            bar.update(b)
+    if not offset:
+        raise ValueError("data: the set to attack is empty")
+    return float(torch.cat(correct).double().mean())
