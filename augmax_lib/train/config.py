@@ -1,0 +1,371 @@
+"""Training configuration: the schema with the paper's defaults, YAML loading, profile overlays and ``--set`` overrides.
+
+A config is a nested dict with the sections ``paper``, ``data``, ``model``, ``method``, ``optim``,
+``schedule`` and ``train``, plus ``name`` and ``description``. Defaults are the paper's CIFAR protocol
+(REFERENCE.md section 5), so a paper row's YAML names only what differs. The options of ``method``
+depend on ``method.name``. Every key is checked: an unknown key, a wrong type or a value outside its
+choices raises :class:`ConfigError` naming the key.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+__all__ = ["ConfigError", "Option", "METHODS", "SCHEMA", "METHOD_OPTIONS", "PROFILES_DIR",
+           "load_config", "validate", "merge", "parse_override", "apply_overrides",
+           "load_profile", "dump_config", "method_options"]
+
+# configs/ at the root of the source tree (this file is augmax_lib/train/config.py).
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "configs" / "profiles"
+
+
+class ConfigError(ValueError):
+    """A config file, profile or override that does not fit the schema."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One config key: its default, accepted type, help line and optional choices / bounds."""
+
+    default: Any
+    type: type
+    help: str
+    choices: tuple | None = None
+    nullable: bool = False
+    item: type | None = None  # element type of a list option
+    minimum: float | None = None
+
+
+def _opt(default, type_, help_, **kw) -> Option:
+    return Option(default, type_, help_, **kw)
+
+
+_CHAINS = {
+    "width": _opt(3, int, "number of augmentation chains k", minimum=1),
+    "depth": _opt(-1, int, "ops per chain; -1 draws 1..3 per chain", minimum=-1),
+    "severity": _opt(3, int, "op severity (level drawn from U(0.1, severity))", minimum=1),
+    "ops": _opt("augmix", str, "op set: 'augmix' (9 ops) or 'all' (adds the 4 enhance ops)", choices=("augmix", "all")),
+    "alpha": _opt(1.0, float, "Dirichlet/Beta parameter of the random mixing", minimum=0.0),
+}
+_AUGMAX_ATTACK = {
+    "attack": _opt("fat", str, "inner maximisation: 'fat' (early-stopped, the reference default) or 'pgd'",
+                   choices=("fat", "pgd")),
+    "steps": _opt(10, int, "attack steps (10 on CIFAR/TIN, as the authors recommend)", minimum=0),
+    "step_size": _opt(0.1, float, "signed-gradient step on the attacked parameters", minimum=0.0),
+    "tau": _opt(1, int, "FAT: a sample stops after it has been misclassified tau times", minimum=0),
+    "targeted": _opt(False, bool, "targeted attack towards a random wrong class"),
+    "loss": _opt("reference", str, "outer loss: 'reference' (released code) or 'paper' (the poster's equation)",
+                 choices=("reference", "paper")),
+    "lam": _opt(10.0, float, "weight of the Jensen-Shannon consistency (Lambda)", minimum=0.0),
+}
+_PGD = {
+    "eps": _opt(8 / 255, float, "L-infinity radius of the pixel attack (fractions like 8/255 are accepted)", minimum=0.0),
+    "step_size": _opt(2 / 255, float, "PGD step size", minimum=0.0),
+    "steps": _opt(10, int, "PGD steps", minimum=0),
+    "random_start": _opt(True, bool, "start from a uniform point in the eps-ball (Madry et al.)"),
+}
+
+# Options of each training method; ``method.name`` picks one of these sets.
+METHOD_OPTIONS: dict[str, dict[str, Option]] = {
+    "normal": {},
+    "augmix": {**_CHAINS,
+               "jsd": _opt(True, bool, "AugMix's JSD loss over (clean, aug1, aug2); false trains on one AugMix image"),
+               "lam": _opt(12.0, float, "weight of the Jensen-Shannon consistency", minimum=0.0),
+               "aug_route": _opt("M", str, "norm route of the AugMix images on dual-norm models (clean always 'M')",
+                                 choices=("M", "A"))},
+    "augmax": {**_CHAINS, **_AUGMAX_ATTACK},
+    "advmix": {**_CHAINS, **_AUGMAX_ATTACK},
+    "advmax": {**_CHAINS, **_AUGMAX_ATTACK},
+    "pgdat": dict(_PGD),
+    "fat": {**_PGD, "tau": _opt(1, int, "a sample stops after it has been misclassified tau times", minimum=0)},
+    "augmix+pgdat": {**_CHAINS, **_PGD},
+}
+METHODS = tuple(METHOD_OPTIONS)
+
+SCHEMA: dict[str, Any] = {
+    "name": _opt("run", str, "run name (the default run directory is runs/<name>)"),
+    "description": _opt("", str, "what this config reproduces"),
+    "paper": {
+        "table": _opt("", str, "the paper table this config reproduces"),
+        "row": _opt("", str, "the row of that table"),
+        "sa": _opt(None, float, "published clean accuracy (%)", nullable=True),
+        "ra": _opt(None, float, "published robust accuracy (%)", nullable=True),
+        "mce": _opt(None, float, "published mCE (%)", nullable=True),
+        "cifar101": _opt(None, float, "published CIFAR-10.1 accuracy (%)", nullable=True),
+        "sta": _opt(None, float, "published CIFAR10-STA accuracy (%)", nullable=True),
+    },
+    "data": {
+        "dataset": _opt("cifar10", str, "data set name for augmax_lib.data.load_dataset"),
+        "root": _opt(None, str, "data root (default: $AUGMAX_DATA, else ~/.cache/augmax)", nullable=True),
+        "val_size": _opt(5000, int, "images held out from the training set for model selection", minimum=0),
+        "train_size": _opt(None, int, "use only this many training images (after the hold-out)", nullable=True,
+                           minimum=1),
+        "split_seed": _opt(0, int, "seed of the train/validation split"),
+        "crop_padding": _opt(4, int, "random-crop padding in pixels (0 turns the crop off)", minimum=0),
+        "flip": _opt(True, bool, "random horizontal flip"),
+        "image_size": _opt(None, int, "training crop size; null keeps the data set's size", nullable=True, minimum=8),
+        "extra_train": _opt([], list, "extra training folders (DeepAugment), concatenated with the train set",
+                            item=str),
+        "options": _opt({}, dict, "further keyword arguments of load_dataset (e.g. n for synthetic)"),
+        "workers": _opt(8, int, "loader processes for lazily read sets (ImageNet)", minimum=0),
+    },
+    "model": {
+        "name": _opt("resnet18", str, "backbone for augmax_lib.models.build_model"),
+        "norm": _opt("bn", str, "normalisation layers", choices=("bn", "ibn", "dubn", "dubin")),
+        "width": _opt(None, int, "channel width (null: the paper's)", nullable=True, minimum=1),
+        "kwargs": _opt({}, dict, "further keyword arguments of the model builder"),
+    },
+    "method": {"name": _opt("normal", str, "training method", choices=METHODS)},
+    "optim": {
+        "name": _opt("sgd", str, "optimiser", choices=("sgd",)),
+        "lr": _opt(0.1, float, "learning rate at batch size 256", minimum=0.0),
+        "lr_batch_scale": _opt(False, bool, "scale lr by batch_size / 256 (the reference does so on TIN and ImageNet)"),
+        "momentum": _opt(0.9, float, "SGD momentum", minimum=0.0),
+        "weight_decay": _opt(5e-4, float, "L2 weight decay", minimum=0.0),
+        "nesterov": _opt(False, bool, "Nesterov momentum"),
+    },
+    "schedule": {
+        "name": _opt("cosine", str, "learning-rate schedule, stepped once per epoch",
+                     choices=("cosine", "multistep", "constant")),
+        "milestones": _opt([100, 150], list, "multistep: epochs where lr is multiplied by gamma", item=int),
+        "gamma": _opt(0.1, float, "multistep: factor at each milestone", minimum=0.0),
+    },
+    "train": {
+        "epochs": _opt(200, int, "training epochs", minimum=1),
+        "batch_size": _opt(256, int, "global batch size (split across DDP ranks)", minimum=1),
+        "eval_batch_size": _opt(1024, int, "batch size for validation", minimum=1),
+        "steps_per_epoch": _opt(None, int, "cap on optimiser steps per epoch (null: the whole training set)",
+                                nullable=True, minimum=1),
+        "seed": _opt(0, int, "seed of the model init, data order and augmentation"),
+        "device": _opt("auto", str, "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'"),
+        "amp": _opt("auto", str, "autocast: 'auto' (bf16 on CUDA, off on CPU), 'bf16', 'fp16' or 'off'",
+                    choices=("auto", "bf16", "fp16", "off")),
+        "channels_last": _opt(None, bool, "channels-last memory format (null: on for CUDA)", nullable=True),
+        "compile": _opt(False, bool, "torch.compile the model"),
+        "log_every": _opt(50, int, "steps between progress updates (the only host syncs of a step)", minimum=1),
+        "eval_every": _opt(1, int, "epochs between validations", minimum=1),
+        "select_metric": _opt("val_acc", str, "metric for the best checkpoint (higher is better)",
+                              choices=("val_acc", "val_loss")),
+        "progress": _opt(True, bool, "show tqdm progress bars"),
+    },
+}
+
+
+def method_options(name: str) -> dict[str, Option]:
+    """The options of training method ``name`` (besides ``name``)."""
+    if name not in METHOD_OPTIONS:
+        raise ConfigError(f"method.name: expected one of {', '.join(METHODS)}, got {name!r}")
+    return METHOD_OPTIONS[name]
+
+
+def _suggest(key: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _parse_float(value, path: str) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{path}: expected a number, got the boolean {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:  # "8/255" and "0.1" both parse exactly as fractions
+            return float(Fraction(value.replace(" ", "")))
+        except (ValueError, ZeroDivisionError):
+            pass
+    raise ConfigError(f"{path}: expected a number (e.g. 0.1 or 8/255), got {value!r}")
+
+
+def _check_value(path: str, value, opt: Option):
+    """Return ``value`` converted to the option's type, or raise ConfigError naming ``path``."""
+    if value is None:
+        if opt.nullable:
+            return None
+        raise ConfigError(f"{path}: expected {opt.type.__name__} ({opt.help}), got null")
+    if opt.type is float:
+        value = _parse_float(value, path)
+    elif opt.type is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer ({opt.help}), got {value!r}")
+    elif opt.type is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false ({opt.help}), got {value!r}")
+    elif opt.type is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string ({opt.help}), got {value!r}")
+    elif opt.type is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list ({opt.help}), got {value!r}")
+        value = [_check_value(f"{path}[{i}]", v, Option(None, opt.item, opt.help)) for i, v in enumerate(value)]
+    elif opt.type is dict:
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{path}: expected a mapping with string keys ({opt.help}), got {value!r}")
+        value = copy.deepcopy(dict(value))
+    if opt.choices is not None and value not in opt.choices:
+        raise ConfigError(f"{path}: expected one of {', '.join(map(repr, opt.choices))}, got {value!r}")
+    if opt.minimum is not None and isinstance(value, (int, float)) and value < opt.minimum:
+        raise ConfigError(f"{path}: expected a value >= {opt.minimum} ({opt.help}), got {value!r}")
+    return value
+
+
+def _validate_section(path: str, raw, schema: Mapping[str, Any]) -> dict:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path or 'config'}: expected a mapping of keys to values, got {raw!r}")
+    for key in raw:
+        if key not in schema:
+            where = f"{path}.{key}" if path else str(key)
+            raise ConfigError(f"unknown config key {where!r}{_suggest(str(key), schema)}; "
+                              f"known keys{' of ' + path if path else ''}: {', '.join(schema)}")
+    out = {}
+    for key, spec in schema.items():
+        where = f"{path}.{key}" if path else key
+        if isinstance(spec, Option):
+            out[key] = _check_value(where, raw[key], spec) if key in raw else copy.deepcopy(spec.default)
+        else:
+            out[key] = _validate_section(where, raw.get(key), spec)
+    return out
+
+
+def validate(raw: Mapping) -> dict:
+    """Check ``raw`` against the schema and return a complete config with every default filled in."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config: expected a mapping of sections, got {type(raw).__name__}")
+    raw = dict(raw)
+    method_raw = raw.pop("method", None) or {}
+    if not isinstance(method_raw, Mapping):
+        raise ConfigError(f"method: expected a mapping with 'name' and its options, got {method_raw!r}")
+    config = _validate_section("", raw, {k: v for k, v in SCHEMA.items() if k != "method"})
+    name = _check_value("method.name", method_raw.get("name", SCHEMA["method"]["name"].default),
+                        SCHEMA["method"]["name"])
+    options = method_options(name)
+    for key in method_raw:
+        if key != "name" and key not in options:
+            known = ", ".join(options) or "none"
+            raise ConfigError(f"unknown config key 'method.{key}' for method {name!r}{_suggest(str(key), options)}; "
+                              f"its options: {known}")
+    config["method"] = {"name": name, **_validate_section("method", {k: v for k, v in method_raw.items()
+                                                                      if k != "name"}, options)}
+    _check_consistency(config)
+    return {key: config[key] for key in SCHEMA}  # schema order, for readable dumps
+
+
+def _check_consistency(config: dict) -> None:
+    schedule = config["schedule"]
+    if schedule["name"] == "multistep" and list(schedule["milestones"]) != sorted(schedule["milestones"]):
+        raise ConfigError(f"schedule.milestones: expected increasing epochs, got {schedule['milestones']}")
+    device = config["train"]["device"]
+    if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise ConfigError(f"train.device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    method = config["method"]
+    early_stopped = method["name"] == "fat" or method.get("attack") == "fat"
+    if early_stopped and method["tau"] < 1:
+        raise ConfigError("method.tau: expected >= 1 with early stopping (tau = 0 would stop every sample "
+                          f"before its first step), got {method['tau']}")
+
+
+def merge(base: Mapping, overlay: Mapping) -> dict:
+    """Deep-merge ``overlay`` onto ``base`` (mappings merge key by key; everything else is replaced)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and key not in ("kwargs", "options"):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{what}: no such file {str(path)!r}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what}: {str(path)!r} is not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{what}: {str(path)!r} must hold a mapping of sections, got {type(data).__name__}")
+    return dict(data)
+
+
+def load_profile(profile: str, config_path: Path | None = None) -> dict:
+    """The overlay of profile ``profile``: a name (smoke, quick, full) in configs/profiles/, or a YAML path."""
+    candidate = Path(profile)
+    if candidate.suffix in (".yaml", ".yml"):
+        return _read_yaml(candidate, "profile")
+    search = []
+    if config_path is not None:  # a profiles/ folder beside or above the config file comes first
+        for parent in Path(config_path).resolve().parents:
+            search.append(parent / "profiles")
+            if (parent / "profiles").is_dir():
+                break
+    search.append(PROFILES_DIR)
+    for folder in search:
+        path = folder / f"{profile}.yaml"
+        if path.is_file():
+            return _read_yaml(path, "profile")
+    names = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")) if PROFILES_DIR.is_dir() else []
+    raise ConfigError(f"profile: no profile named {profile!r} (looked in {', '.join(str(f) for f in search)}); "
+                      f"known: {', '.join(names) or 'none'}")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``section.key=value`` into the key path and the YAML-parsed value."""
+    if "=" not in text:
+        raise ConfigError(f"--set: expected key=value (e.g. train.epochs=10), got {text!r}")
+    key, _, value = text.partition("=")
+    path = [part for part in key.strip().split(".")]
+    if not all(path):
+        raise ConfigError(f"--set: expected a dotted key like train.epochs, got {key!r}")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value  # a plain string that YAML cannot read (e.g. with a colon) stays a string
+    return path, parsed
+
+
+def apply_overrides(raw: Mapping, overrides: Iterable[str]) -> dict:
+    """Apply ``--set key=value`` overrides to a raw (unvalidated) config; keys are checked by :func:`validate`."""
+    out = copy.deepcopy(dict(raw))
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for depth, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {text!r}: {'.'.join(path[:depth + 1])} is not a section")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, profile: str | None = None,
+                overrides: Iterable[str] = (), base: Mapping | None = None) -> dict:
+    """Read a config file (or start from ``base``), apply a profile overlay and ``--set`` overrides, validate.
+
+    Order: file (or ``base``) < profile < overrides. A profile overlay never changes ``method``: its keys are
+    generic (data size, width, epochs), so one profile fits every paper row.
+    """
+    raw = _read_yaml(Path(path), "config") if path is not None else copy.deepcopy(dict(base or {}))
+    if profile:
+        overlay = load_profile(profile, Path(path) if path is not None else None)
+        if "method" in overlay:
+            raise ConfigError(f"profile {profile!r}: a profile may not set method options (they differ per method)")
+        raw = merge(raw, overlay)
+    raw = apply_overrides(raw, overrides)
+    return validate(raw)
+
+
+def dump_config(config: Mapping) -> str:
+    """The config as YAML text, in schema order."""
+    return yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=None)
