@@ -1,0 +1,188 @@
+"""``python -m augmax_lib evaluate``: SA, RA (per-corruption table), CIFAR-10.1 v4/v6 and the spatial attack
+of one model, written to ``results.json`` with provenance.
+
+A model comes from exactly one registered source: ``--reference-checkpoint FILE`` (the authors' released
+``best_SA.pth`` / ``latest.pth``) here; further sources (e.g. a training run directory) add themselves with
+:func:`register_model_source` and share everything else (:func:`augmax_lib.evaluate.evaluate_model`).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+__all__ = ["add_arguments", "run", "LoadedModel", "ModelSourceError", "register_model_source", "MODEL_SOURCES",
+           "NUM_CLASSES", "REFERENCE_MODELS_URL"]
+
+REFERENCE_MODELS_URL = "https://github.com/VITA-Group/AugMax#pretrained-models"
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "tinyimagenet": 200, "imagenet": 1000, "synthetic": 10}
+
+
+class ModelSourceError(RuntimeError):
+    """A model source could not give a model; the message is one line saying where it looked and what to do."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for evaluation and what the results file should say about where it came from."""
+
+    model: object
+    info: dict = field(default_factory=dict)
+    checkpoint: Optional[Path] = None      # hashed into the provenance
+    input_transform: Optional[Callable] = None
+    dataset: Optional[str] = None          # a source that knows its data set (a run) may fill this
+
+
+@dataclass
+class _Source:
+    flag: str
+    dest: str
+    help: str
+    metavar: str
+    load: Callable
+
+
+MODEL_SOURCES: dict = {}
+
+
+def register_model_source(flag: str, load: Callable, help: str, metavar: str = "PATH") -> None:
+    """Add ``flag`` (e.g. ``--run``) as a way to name the model; ``load(value, args) -> LoadedModel``
+    raises ModelSourceError with a one-line message when the thing named is not there."""
+    dest = flag.lstrip("-").replace("-", "_")
+    MODEL_SOURCES[dest] = _Source(flag, dest, help, metavar, load)
+
+
+def _load_reference(path, name: str, num_classes: int):
+    """The authors' checkpoint in our backbone (augmax_lib.models; a seam for tests)."""
+    from augmax_lib.models import load_reference_checkpoint
+
+    return load_reference_checkpoint(path, name, num_classes)
+
+
+def _imagenet_normalize():
+    import torch
+
+    from augmax_lib.data import IMAGENET_MEAN, IMAGENET_STD
+
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return lambda x: (x - mean.to(x.device, x.dtype)) / std.to(x.device, x.dtype)
+
+
+def _from_reference_checkpoint(value: str, args) -> LoadedModel:
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ModelSourceError(
+            f"no checkpoint file at {path.resolve()} (the path given to --reference-checkpoint); download the "
+            f"authors' files (best_SA.pth per model) from the Google Drive folder linked at {REFERENCE_MODELS_URL} "
+            f"on a machine with internet, then pass the file's path")
+    model = _load_reference(path, args.model, args.num_classes)
+    transform = _imagenet_normalize() if args.model.endswith("_imagenet") else None
+    info = {"source": "reference checkpoint (VITA-Group/AugMax)", "name": args.model, "norm": "dubin",
+            "num_classes": args.num_classes}
+    return LoadedModel(model, info, path, transform)
+
+
+register_model_source("--reference-checkpoint", _from_reference_checkpoint, metavar="FILE",
+                      help="the authors' best_SA.pth or latest.pth (download: " + REFERENCE_MODELS_URL + ")")
+
+
+def add_arguments(parser) -> None:
+    from augmax_lib.evaluate import METRICS
+
+    group = parser.add_argument_group("model (give exactly one)")
+    for source in MODEL_SOURCES.values():
+        group.add_argument(source.flag, dest=source.dest, metavar=source.metavar, help=source.help)
+    parser.add_argument("--model", default="resnet18",
+                        help="backbone name of the checkpoint (resnet18, wrn40_2, resnext29, resnet18_imagenet, ...)")
+    parser.add_argument("--dataset", default=None, choices=sorted(NUM_CLASSES),
+                        help="test data (default: cifar10, or the data set a training run used)")
+    parser.add_argument("--num-classes", type=int, default=None, help="classes of the head (default: the data set's)")
+    parser.add_argument("--root", default=None, help="data root (default: $AUGMAX_DATA, else ~/.cache/augmax)")
+    parser.add_argument("--out", default=None,
+                        help="folder for results.json (default: runs/evaluate/<model>-<dataset>-<checkpoint name>)")
+    parser.add_argument("--force", action="store_true", help="replace an existing results.json in --out")
+    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu ... (default: cuda when available)")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--skip", nargs="+", default=[], choices=METRICS, metavar="METRIC",
+                        help=f"leave out some of: {', '.join(METRICS)}")
+    parser.add_argument("--corruptions", nargs="+", default=None, metavar="NAME",
+                        help="evaluate only these corruptions (RA is then not the benchmark's)")
+    parser.add_argument("--generate-corruptions", action="store_true",
+                        help="corrupt the test set on the fly with augmax_lib.corruptions instead of reading "
+                             "CIFAR-10-C style files (always so for the synthetic set)")
+    parser.add_argument("--spatial-k", type=int, default=10, help="draws of the worst-of-k spatial attack")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the spatial attack and generated corruptions")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _fail(message: str) -> int:
+    print(f"evaluate: {message}", file=sys.stderr)
+    return 2
+
+
+def _summary(results: dict) -> str:
+    m, lines = results["metrics"], [f"{results['dataset']} ({results['data_source']})"]
+    if "sa" in m:
+        lines.append(f"  SA  {100 * m['sa']:6.2f}")
+    if "ra" in m:
+        lines.append(f"  RA  {100 * m['ra']:6.2f}   ({m['corruption_source']})")
+        if "mce" in m:
+            lines.append(f"  mCE {100 * m['mce']:6.2f}   (anchor: {m['mce_anchor']})")
+        width = max(len(c) for c in m["corruption_accuracy"])
+        for c, row in m["corruption_accuracy"].items():
+            lines.append(f"    {c:<{width}}  " + "  ".join(f"{100 * v:6.2f}" for v in row.values()))
+    for version, acc in m.get("cifar101", {}).items():
+        lines.append(f"  CIFAR-10.1 {version} {100 * acc:6.2f}")
+    if "spatial" in m:
+        s = m["spatial"]
+        lines.append(f"  worst-of-{s['k']} spatial: {100 * s['worst_loss']:6.2f} (highest loss), "
+                     f"{100 * s['any_misclassified']:6.2f} (any misclassified)")
+    for name, why in results["skipped"].items():
+        lines.append(f"  skipped {name}: " + " ".join(line.strip() for line in why.splitlines()))
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    import torch
+
+    from augmax_lib.data import DataFormatError, DatasetNotFoundError
+    from augmax_lib.evaluate import evaluate_model, provenance, write_json_atomic
+
+    chosen = [(s, getattr(args, s.dest, None)) for s in MODEL_SOURCES.values() if getattr(args, s.dest, None)]
+    if len(chosen) != 1:
+        flags = " or ".join(s.flag for s in MODEL_SOURCES.values())
+        return _fail(f"name the model with exactly one of {flags}")
+    source, value = chosen[0]
+    if args.num_classes is None and args.dataset is not None:
+        args.num_classes = NUM_CLASSES[args.dataset]
+    if args.num_classes is None:
+        args.num_classes = NUM_CLASSES["cifar10"]
+    try:
+        loaded = source.load(value, args)
+    except ModelSourceError as err:
+        return _fail(str(err))
+    dataset = args.dataset or loaded.dataset or "cifar10"
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    name = loaded.checkpoint.stem if loaded.checkpoint is not None else Path(str(value)).name
+    out = Path(args.out) if args.out else Path("runs") / "evaluate" / f"{args.model}-{dataset}-{name}"
+    target = out / "results.json"
+    if target.exists() and not args.force:
+        return _fail(f"{target} exists; pass --force to replace it or choose another --out")
+    model = loaded.model.to(device)
+    try:
+        results = evaluate_model(model, dataset, args.root, skip=args.skip, device=device,
+                                 batch_size=args.batch_size, seed=args.seed, spatial_k=args.spatial_k,
+                                 corruptions=args.corruptions, generate_corruptions=args.generate_corruptions or None,
+                                 input_transform=loaded.input_transform, progress=not args.quiet)
+    except (DatasetNotFoundError, DataFormatError) as err:
+        return _fail(str(err))
+    results["model"] = loaded.info
+    arguments = {k: v for k, v in vars(args).items() if not k.startswith("_")}
+    results["provenance"] = provenance(checkpoint=loaded.checkpoint, data_source=results["data_source"],
+                                       device=device, extra={"arguments": arguments})
+    write_json_atomic(target, results)
+    print(_summary(results))
+    print(f"wrote {target}")
+    return 0
