@@ -6,10 +6,13 @@ uint8 input they reproduce PIL's 8-bit arithmetic.
 """
 from __future__ import annotations
 
+import io
+import warnings
 from functools import lru_cache
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ._filters import cached, gaussian_blur, sample_bilinear, separable
 
@@ -166,18 +169,36 @@ def pixelate(x: torch.Tensor, factor: float, generator=None, *, from_uint8: bool
     return separable(separable(x, down_r, down_c), up_r, up_c).clamp_(0, 1)
 
 
+def _codec_roundtrip_torchvision(levels: torch.Tensor, quality: int):
+    try:
+        from torchvision.io import decode_jpeg, encode_jpeg
+    except ImportError:
+        return None
+    with warnings.catch_warnings():
+        # torchvision 0.29 deprecates its image codecs in favour of TorchCodec; while they exist they
+        # are the fastest exact match of Pillow's output.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.stack(decode_jpeg(encode_jpeg(list(levels), quality=quality)))
+
+
+def _codec_roundtrip_pil(levels: torch.Tensor, quality: int) -> torch.Tensor:
+    out = []
+    for image in levels.permute(0, 2, 3, 1).numpy():
+        buf = io.BytesIO()
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buf, "JPEG", quality=quality)
+        decoded = np.asarray(Image.open(buf))
+        out.append(decoded.reshape(image.shape))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)
+
+
 def jpeg_compression(x: torch.Tensor, quality: int, generator=None, *, from_uint8: bool = False) -> torch.Tensor:
     """Encode as baseline JPEG at ``quality`` (4:2:0 chroma) and decode, as a Pillow save/load does.
 
-    Runs torchvision's libjpeg codec on the CPU, whose bytes and pixels are identical to Pillow's
-    (bench/corrupt.py checks it) and which is about three times faster than a Pillow round trip.
-    Images on another device travel to the CPU and back.
+    Uses torchvision's libjpeg codec on the CPU when present (same bytes and pixels as Pillow, about
+    three times faster), else Pillow. Images on another device travel to the CPU and back.
     """
-    from torchvision.io import decode_jpeg, encode_jpeg
-
     levels = torch.round(x * 255.0).clamp_(0, 255).to(torch.uint8).cpu()
-    if levels.shape[0] == 0:
-        return x
-    decoded = decode_jpeg(encode_jpeg(list(levels), quality=int(quality)))
-    out = torch.stack(decoded).to(x.device)
-    return out.to(x.dtype) / 255.0
+    out = _codec_roundtrip_torchvision(levels, int(quality))
+    if out is None:
+        out = _codec_roundtrip_pil(levels, int(quality))
+    return out.to(x.device).to(x.dtype) / 255.0
