@@ -6,7 +6,8 @@ Variants, all on a CIFAR-sized uint8 set padded once by 4 px (50000 x 3 x 40 x 4
   group-shift  group the batch by its drawn (dy, dx) and slice each group (81 groups; one sync per batch)
 and a full DeviceLoader epoch (shuffle + crop + flip + labels), uint8 and float output.
 
-    python bench/device_loader.py [--device cuda] [--threads 1] [--batch 512] [--out bench/results/device_loader-cpu.txt]
+    python bench/device_loader.py [--device cuda] [--threads 1] [--batch 512]
+                                  [--out bench/results/device_loader-cpu.txt]
 """
 from __future__ import annotations
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from augmax_lib.data import (CIFAR10_CLASSES, CIFAR100_CLASSES, DataFormatError, DatasetNotFoundError,
-                             DeviceLoader, FolderSet, ImageSet, SYNTHETIC_SOURCE, load_cifar101, load_cifar_c,
+from augmax_lib.data import (BENCHMARK_CORRUPTIONS, CIFAR10_CLASSES, CIFAR100_CLASSES, EXTRA_CORRUPTION_NAMES,
+                             DataFormatError, DatasetNotFoundError, DeviceLoader, FolderSet, ImageSet, SYNTHETIC_SOURCE, load_cifar101, load_cifar_c,
                              load_corrupted, load_dataset, load_imagenet, load_imagenet_c, load_tinyimagenet,
                              load_tinyimagenet_c, make_synthetic, resolve_root, split_validation, with_deepaugment)
 from augmax_lib.data.roots import DEFAULT_ROOT
@@ -66,6 +66,17 @@ def test_missing_cifar10_names_every_place_and_how_to_get_it(tmp_path):
         assert str(tmp_path / place) in msg
     assert "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in msg
     assert "root argument" in msg
+
+
+def test_corruption_file_names_are_the_benchmarks():
+    # REFERENCE.md section 6: the 15 and the 4 extras; augmax_lib.corruptions must use the same names.
+    from augmax_lib.corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS
+
+    fifteen = ("gaussian_noise shot_noise impulse_noise defocus_blur glass_blur motion_blur zoom_blur snow frost "
+               "fog brightness contrast elastic_transform pixelate jpeg_compression").split()
+    assert list(BENCHMARK_CORRUPTIONS) == fifteen == list(CORRUPTIONS)
+    assert set(EXTRA_CORRUPTION_NAMES) == {"speckle_noise", "gaussian_blur", "spatter", "saturate"}
+    assert set(EXTRA_CORRUPTION_NAMES) == set(EXTRA_CORRUPTIONS)
 
 
 def test_unknown_dataset_name_is_rejected():
@@ -434,8 +445,9 @@ def test_imagenet_c_is_lazy_and_labelled(tmp_path):
 def test_imagenet_folder_transforms(tmp_path):
     rng = np.random.default_rng(0)
     for cls in WNIDS:
-        (tmp_path / "imagenet" / "val" / cls).mkdir(parents=True)
-        Image.fromarray(rng.integers(0, 256, (300, 400, 3), np.uint8)).save(tmp_path / "imagenet" / "val" / cls / "a.png")
+        folder = tmp_path / "imagenet" / "val" / cls
+        folder.mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (300, 400, 3), np.uint8)).save(folder / "a.png")
     with pytest.warns(UserWarning):
         val = load_imagenet("test", root=tmp_path)
     x, y = val[0]

@@ -10,11 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from _planted import STEP, PlantedPixelModel, labels_with_errors, planted_images
+from _planted import PlantedPixelModel, labels_with_errors, planted_images
 from augmax_lib.data import CIFAR10_CLASSES, ImageSet
 from augmax_lib.evaluate import (ALEXNET_ERR, cifar101_accuracy, clean_accuracy, corruption_accuracy,
                                  corruption_errors, eval_mode, evaluate_model, mce, pgd_accuracy, robust_accuracy,
