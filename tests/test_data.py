@@ -17,7 +17,8 @@ from PIL import Image
 from augmax_lib.data import (BENCHMARK_CORRUPTIONS, CIFAR10_CLASSES, CIFAR100_CLASSES, EXTRA_CORRUPTION_NAMES,
                              DataFormatError, DatasetNotFoundError, DeviceLoader, FolderSet, ImageSet,
                              SYNTHETIC_SOURCE, load_cifar101, load_cifar_c, load_corrupted, load_dataset,
-                             load_imagenet, load_imagenet_c, load_tinyimagenet, load_tinyimagenet_c, make_synthetic, resolve_root, split_validation, with_deepaugment)
+                             load_imagenet, load_imagenet_c, load_tinyimagenet, load_tinyimagenet_c, make_synthetic,
+                             resolve_root, split_validation, with_deepaugment)
 from augmax_lib.data.roots import DEFAULT_ROOT
 
 # Read before the autouse fixture hides them: the real data root (CI sets it) and the user's cache.
