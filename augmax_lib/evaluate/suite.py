@@ -5,11 +5,14 @@ Sets that are not on disk are reported under ``skipped`` with where we looked an
 """
 from __future__ import annotations
 
+import torch
+
 from ..data import (BENCHMARK_CORRUPTIONS, SEVERITIES, DatasetNotFoundError, ImageSet, has_corrupted,
                     load_corrupted, load_dataset)
 from .accuracy import clean_accuracy
 from .corruption import (REFERENCE_TIN_RESNET18_CE, corruption_accuracy, corruption_errors, generated_corruptions,
                          mce, robust_accuracy, table_to_dict)
+from .inference import model_device
 from .spatial import spatial_attack_accuracy
 
 __all__ = ["METRICS", "evaluate_model"]
@@ -47,6 +50,7 @@ def evaluate_model(model, dataset: str, root=None, *, skip=(), device=None, batc
     corruptions = list(BENCHMARK_CORRUPTIONS if corruptions is None else corruptions)
     if generate_corruptions is None:
         generate_corruptions = dataset == "synthetic"
+    device = torch.device(device) if device is not None else model_device(model)
     test = test_set if test_set is not None else load_dataset(dataset, "test", root=root)
     common = dict(batch_size=batch_size, device=device, input_transform=input_transform, progress=progress)
     out = {"dataset": dataset, "data_source": test.source, "num_test_images": len(test),
