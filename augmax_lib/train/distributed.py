@@ -117,17 +117,20 @@ def broadcast_object(obj, info: DistInfo):
     return box[0]
 
 
-def wrap_model(model: nn.Module, info: DistInfo) -> nn.Module:
+def wrap_model(model: nn.Module, info: DistInfo, unused_parameters: bool = False) -> nn.Module:
     """DDP around ``model`` on more than one process, else ``model`` itself.
 
     Buffers are not broadcast at each forward: each rank keeps the BatchNorm statistics of its own
     shard (rank 0's are saved), as the reference does; attacks run on the bare model, so only the
-    training forward passes synchronise gradients.
+    training forward passes synchronise gradients. ``unused_parameters`` must be set when a step
+    leaves some parameters without gradient (a dual-norm model trained through route "M" only);
+    DDP then looks for them after the forward pass, which works for steps with one training forward.
     """
     if not info.distributed:
         return model
     ids = [info.device.index] if info.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False,
+                                               find_unused_parameters=unused_parameters)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

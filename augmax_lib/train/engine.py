@@ -35,13 +35,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from augmax_lib._checks import to_float
-from augmax_lib.norm import route
+from augmax_lib.norm import dual_layers, route
 
 from . import distributed as dist_utils
 from .checkpoint import (CheckpointError, atomic_write_text, capture_rng, config_mismatches, load_checkpoint,
                          restore_rng, save_checkpoint)
 from .config import ConfigError, apply_overrides, dump_config, load_config, load_profile, merge, validate
-from .methods import StepContext, get_step
+from .methods import StepContext, get_step, uses_aux_route
 from .runs import backbone, build_run_model
 
 __all__ = ["train", "RunDirError", "TrainData", "build_data", "evaluate_split", "provenance", "run_dir_for"]
@@ -288,7 +288,7 @@ def _as_config(config, profile, overrides) -> dict:
     return validate(apply_overrides(raw, overrides))
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool, info: dist_utils.DistInfo) -> Optional[dict]:
+def _prepare_run_dir(run_dir: Path, resume: bool, config: Mapping) -> Optional[dict]:
     """Check the run directory (every rank, read only) and load the resume checkpoint when asked."""
     if resume:
         last = run_dir / "last.pt"
@@ -296,6 +296,9 @@ def _prepare_run_dir(run_dir: Path, resume: bool, info: dist_utils.DistInfo) -> 
             raise RunDirError(f"--resume: nothing to resume in {str(run_dir)!r} (no last.pt); "
                               f"start the run without --resume")
         return load_checkpoint(last, map_location="cpu", kind="last")
+    if run_dir.is_dir() and [p.name for p in run_dir.iterdir()] == ["config.yaml"] and \
+            (run_dir / "config.yaml").read_text() == dump_config(config):
+        return None  # a start of this very run that ended before its first checkpoint: start again
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         names = sorted(p.name for p in run_dir.iterdir())[:6] if run_dir.is_dir() else []
         raise RunDirError(f"run directory {str(run_dir)!r} is not empty ({', '.join(names)}); pass --resume to "
@@ -347,7 +350,7 @@ def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
            info: dist_utils.DistInfo) -> Path:
     t = config["train"]
     device = info.device
-    state = _prepare_run_dir(run_dir, resume, info)
+    state = _prepare_run_dir(run_dir, resume, config)
     if state is not None:
         diffs = config_mismatches(state["config"], config)
         if diffs:
@@ -392,7 +395,9 @@ def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
         wall_before = float(state["wall_time_s"])
 
     fast = torch.compile(net) if t["compile"] else net
-    model = dist_utils.wrap_model(fast, info)
+    # A dual-norm model trained through route "M" only leaves its auxiliary norms without gradient.
+    model = dist_utils.wrap_model(fast, info, unused_parameters=any(True for _ in dual_layers(net))
+                                  and not uses_aux_route(config["method"]))
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
     ctx = StepContext(model=model, net=fast, options={k: v for k, v in config["method"].items() if k != "name"},
                       generator=aug_generator, autocast=autocast)

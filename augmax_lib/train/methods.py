@@ -41,7 +41,7 @@ from augmax_lib.ops import OPS_ALL, OPS_AUGMIX
 
 from .pixel_attack import pgd_linf
 
-__all__ = ["StepContext", "StepResult", "STEPS", "get_step", "OP_SETS"]
+__all__ = ["StepContext", "StepResult", "STEPS", "get_step", "uses_aux_route", "OP_SETS"]
 
 OP_SETS = {"augmix": OPS_AUGMIX, "all": OPS_ALL}
 
@@ -202,6 +202,14 @@ STEPS: Dict[str, Callable[[StepContext, torch.Tensor, torch.Tensor], StepResult]
     "advmax": step_advmax,
     "augmix+pgdat": step_augmix_pgdat,
 }
+
+
+def uses_aux_route(method: dict) -> bool:
+    """Whether a step with these method options trains through norm route "A" as well as "M"."""
+    name = method["name"]
+    if name in ("augmax", "advmix", "advmax"):
+        return True
+    return name == "augmix" and method["aug_route"] == "A"
 
 
 def get_step(name: str):

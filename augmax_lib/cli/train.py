@@ -1,0 +1,46 @@
+"""``python -m augmax_lib train``: train a model from a config file (see augmax_lib.train.engine).
+
+Examples::
+
+    python -m augmax_lib train --config configs/cifar10/resnet18_augmax_dubin.yaml --profile smoke
+    python -m augmax_lib train --config configs/cifar10/resnet18_augmax_dubin.yaml --set train.epochs=50 --out runs/r18
+    python -m augmax_lib train --config configs/cifar10/resnet18_augmax_dubin.yaml --out runs/r18 --resume
+    torchrun --nproc_per_node=4 -m augmax_lib train --config configs/imagenet/resnet18_augmax_dubin.yaml
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the train command."""
+    parser.add_argument("--config", required=True, metavar="FILE", help="YAML config (one per paper row in configs/)")
+    parser.add_argument("--profile", metavar="NAME", default=None,
+                        help="overlay: smoke (seconds on a CPU), quick (minutes on a laptop), full (as published), "
+                             "or a YAML file")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config key, e.g. --set train.epochs=10 --set method.lam=1 (repeatable)")
+    parser.add_argument("--out", metavar="DIR", default=None, help="run directory (default: runs/<config name>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last checkpoint (same config required)")
+    parser.add_argument("--stop-after", type=int, default=None, metavar="N",
+                        help="stop this session after N epochs (resume later with --resume)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train; print the run directory. Returns 0, or 2 with a one-line reason for a bad config, data or run dir."""
+    from augmax_lib.data import DataFormatError, DatasetNotFoundError
+    from augmax_lib.train import CheckpointError, ConfigError, RunDirError, train
+
+    if args.stop_after is not None and args.stop_after < 1:
+        print("error: --stop-after: expected a number of epochs >= 1", file=sys.stderr)
+        return 2
+    try:
+        run_dir = train(args.config, out=args.out, resume=args.resume, profile=args.profile,
+                        overrides=args.overrides, stop_after=args.stop_after)
+    except (ConfigError, CheckpointError, RunDirError, DatasetNotFoundError, DataFormatError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(run_dir)
+    return 0

@@ -1,0 +1,180 @@
+"""Training configs: schema checks, profiles, --set overrides, and the paper rows' settings (REFERENCE.md 5, 7)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from augmax_lib.train.config import (METHODS, ConfigError, apply_overrides, dump_config, load_config, merge,
+                                     parse_override, validate)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ROWS = sorted(p for p in CONFIGS.glob("*/*.yaml") if p.parent.name != "profiles")
+
+
+def test_defaults_are_the_cifar_protocol():
+    # REFERENCE.md section 5: 200 epochs, batch 256, SGD lr 0.1 momentum 0.9 wd 5e-4, cosine, crop pad 4 + flip.
+    c = validate({})
+    assert (c["train"]["epochs"], c["train"]["batch_size"]) == (200, 256)
+    assert (c["optim"]["lr"], c["optim"]["momentum"], c["optim"]["weight_decay"]) == (0.1, 0.9, 5e-4)
+    assert c["schedule"]["name"] == "cosine"
+    assert (c["data"]["crop_padding"], c["data"]["flip"]) == (4, True)
+
+
+def test_method_defaults_follow_the_paper():
+    augmax = validate({"method": {"name": "augmax"}})["method"]
+    assert (augmax["steps"], augmax["step_size"], augmax["tau"], augmax["lam"]) == (10, 0.1, 1, 10.0)
+    assert (augmax["attack"], augmax["loss"], augmax["width"], augmax["severity"]) == ("fat", "reference", 3, 3)
+    augmix = validate({"method": {"name": "augmix"}})["method"]
+    assert (augmix["lam"], augmix["jsd"], augmix["depth"]) == (12.0, True, -1)
+    pgd = validate({"method": {"name": "pgdat"}})["method"]
+    assert pgd["eps"] == pytest.approx(8 / 255) and pgd["step_size"] == pytest.approx(2 / 255) and pgd["steps"] == 10
+
+
+@pytest.mark.parametrize("raw, key", [
+    ({"trian": {}}, "trian"),
+    ({"train": {"epoch": 3}}, "train.epoch"),
+    ({"method": {"name": "augmix", "eps": 0.1}}, "method.eps"),
+    ({"method": {"name": "normal", "lam": 1}}, "method.lam"),
+])
+def test_unknown_keys_are_errors_naming_the_key(raw, key):
+    with pytest.raises(ConfigError, match=f"unknown config key '{key}'"):
+        validate(raw)
+
+
+@pytest.mark.parametrize("raw, key", [
+    ({"train": {"epochs": "ten"}}, "train.epochs"),
+    ({"train": {"epochs": 2.5}}, "train.epochs"),
+    ({"train": {"compile": "yes"}}, "train.compile"),
+    ({"data": {"flip": 1}}, "data.flip"),
+    ({"optim": {"lr": True}}, "optim.lr"),
+    ({"model": {"norm": "groupnorm"}}, "model.norm"),
+    ({"method": {"name": "sgd"}}, "method.name"),
+    ({"train": {"batch_size": 0}}, "train.batch_size"),
+    ({"data": {"extra_train": "folder"}}, "data.extra_train"),
+    ({"schedule": {"milestones": [1, "x"]}}, r"schedule.milestones\[1\]"),
+    ({"method": {"name": "augmax", "tau": 0}}, "method.tau"),
+    ({"train": {"device": "gpu"}}, "train.device"),
+])
+def test_wrong_types_and_values_are_errors_naming_the_key(raw, key):
+    with pytest.raises(ConfigError, match=key):
+        validate(raw)
+
+
+def test_fractions_and_numbers():
+    m = validate({"method": {"name": "pgdat", "eps": "4/255", "step_size": 1}})["method"]
+    assert m["eps"] == 4 / 255 and isinstance(m["step_size"], float) and m["step_size"] == 1.0
+
+
+def test_validate_is_idempotent_and_dump_round_trips():
+    c = validate({"method": {"name": "augmax", "lam": 1}, "model": {"norm": "dubin"}})
+    assert validate(c) == c
+    assert validate(yaml.safe_load(dump_config(c))) == c
+
+
+def test_overrides_are_typed_and_checked():
+    assert parse_override("method.lam=1") == (["method", "lam"], 1)
+    assert parse_override("data.extra_train=[a, b]") == (["data", "extra_train"], ["a", "b"])
+    raw = apply_overrides({"method": {"name": "augmax"}}, ["method.lam=1", "train.epochs=3", "data.root=/x:y"])
+    c = validate(raw)
+    assert (c["method"]["lam"], c["train"]["epochs"], c["data"]["root"]) == (1.0, 3, "/x:y")
+    with pytest.raises(ConfigError, match="train.epochs"):
+        validate(apply_overrides({}, ["train.epochs=many"]))
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_override("train.epochs")
+    # Changing the method through --set brings that method's defaults.
+    assert validate(apply_overrides({}, ["method.name=fat"]))["method"]["tau"] == 1
+
+
+def test_merge_is_deep_but_replaces_kwargs():
+    base = {"model": {"name": "resnet18", "kwargs": {"stem_stride": 2}}, "train": {"epochs": 5}}
+    out = merge(base, {"model": {"kwargs": {}}, "train": {"batch_size": 8}})
+    assert out == {"model": {"name": "resnet18", "kwargs": {}}, "train": {"epochs": 5, "batch_size": 8}}
+
+
+def test_profiles_overlay_every_row(tmp_path):
+    row = CONFIGS / "cifar10" / "resnet18_augmax_dubin.yaml"
+    smoke = load_config(row, "smoke")
+    assert smoke["train"]["epochs"] == 1 and smoke["model"]["width"] is not None
+    assert smoke["data"]["train_size"] <= 512
+    assert smoke["method"] == load_config(row)["method"]  # a profile never touches the method
+    assert load_config(row, "full") == load_config(row)
+    quick = load_config(row, "quick", ["train.epochs=2"])
+    assert quick["train"]["epochs"] == 2  # overrides come after the profile
+    with pytest.raises(ConfigError, match="no profile named 'fast'"):
+        load_config(row, "fast")
+    bad = tmp_path / "p.yaml"
+    bad.write_text("method: {lam: 1}\n")
+    with pytest.raises(ConfigError, match="may not set method"):
+        load_config(row, str(bad))
+
+
+def test_bad_files_give_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("3\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(scalar)
+
+
+@pytest.mark.parametrize("path", ROWS, ids=[f"{p.parent.name}/{p.stem}" for p in ROWS])
+def test_every_paper_row_validates_under_every_profile(path):
+    for profile in (None, "smoke", "quick", "full"):
+        load_config(path, profile)
+
+
+def _row(rel: str) -> dict:
+    return load_config(CONFIGS / rel)
+
+
+def test_the_rows_cover_the_tables():
+    names = {f"{p.parent.name}/{p.stem}" for p in ROWS}
+    for ds in ("cifar10", "cifar100"):
+        for model in ("resnet18", "wrn40_2", "resnext29"):
+            assert {f"{ds}/{model}_normal", f"{ds}/{model}_augmix", f"{ds}/{model}_augmax_dubin"} <= names
+        for row in ("augmix_bn", "augmix_ibn", "augmix_dubn", "augmix_dubin", "augmax_dubn", "augmax_dubin"):
+            assert f"ablation_norm/{ds}_wrn40_2_{row}" in names
+    for ds in ("tinyimagenet", "imagenet"):
+        for row in ("normal", "augmix", "augmax_dubin", "deepaug_augmix", "deepaug_augmax_dubin"):
+            assert f"{ds}/resnet18_{row}" in names
+    strategies = {p.stem.split("resnet18_")[1] for p in ROWS if p.parent.name == "ablation_strategy"}
+    assert strategies == {"normal", "augmix", "pgdat", "fat", "advmax", "augmix_pgdat", "advmix", "augmax_dubin"}
+    assert {_row(f"ablation_strategy/{p.name}")["method"]["name"]
+            for p in (CONFIGS / "ablation_strategy").glob("*.yaml")} == set(METHODS)
+    assert {p.stem for p in (CONFIGS / "other_shifts").glob("*.yaml")} == {
+        "cifar10_resnext29_normal", "cifar10_resnext29_augmix", "cifar10_resnext29_augmax_dubin"}
+
+
+def test_rows_carry_the_papers_settings():
+    # Lambda: 10 on CIFAR and TIN, 1 for ResNet18 on CIFAR-100, 12 on ImageNet (REFERENCE.md section 2).
+    for path in ROWS:
+        c = load_config(path)
+        m, ds = c["method"], c["data"]["dataset"]
+        if m["name"] == "augmax":
+            assert c["model"]["norm"] in ("dubin", "dubn")
+            expected = 12.0 if ds == "imagenet" else 1.0 if (ds, c["model"]["name"]) == ("cifar100", "resnet18") \
+                else 10.0
+            assert m["lam"] == expected, path
+            assert m["steps"] == (5 if ds == "imagenet" else 10), path
+        if m["name"] == "augmix":
+            assert m["lam"] == 12.0 and m["severity"] == (1 if ds == "imagenet" else 3), path
+        if ds in ("cifar10", "cifar100", "tinyimagenet"):
+            assert (c["train"]["epochs"], c["train"]["batch_size"], c["optim"]["weight_decay"]) == (200, 256, 5e-4)
+            assert c["schedule"]["name"] == "cosine" and c["data"]["val_size"] > 0
+        if ds == "tinyimagenet":
+            assert c["model"]["kwargs"] == {"stem_stride": 2}
+        if ds == "imagenet":
+            deep = bool(c["data"]["extra_train"])
+            assert c["optim"]["weight_decay"] == 1e-4 and c["optim"]["lr_batch_scale"]
+            assert c["train"]["epochs"] == (30 if deep else 90)
+            assert c["schedule"]["milestones"] == ([10, 20] if deep else [30, 60])
+    assert _row("cifar10/resnext29_augmax_dubin.yaml")["paper"]["ra"] == 92.11
+    assert _row("imagenet/resnet18_deepaug_augmax_dubin.yaml")["paper"]["mce"] == 68.47
+    assert _row("ablation_norm/cifar10_wrn40_2_augmix_dubin.yaml")["method"]["aug_route"] == "A"
+    assert _row("ablation_norm/cifar10_wrn40_2_augmix_ibn.yaml")["method"]["aug_route"] == "M"

@@ -1,0 +1,237 @@
+"""The training engine end to end on tiny synthetic runs: files, model selection, provenance, resume
+(bit-exact on the CPU, also after a kill), and clear errors for bad configs, missing data and bad checkpoints."""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from augmax_lib.data import SYNTHETIC_SOURCE, DatasetNotFoundError, make_synthetic
+from augmax_lib.train import CheckpointError, ConfigError, RunDirError, load_run, train
+from augmax_lib.train.checkpoint import load_checkpoint
+from augmax_lib.train.config import METHODS
+
+pytestmark = pytest.mark.filterwarnings("ignore:loading the SYNTHETIC data set")
+REPO = Path(__file__).resolve().parents[1]
+FILES = ("config.yaml", "log.csv", "log.json", "last.pt", "best.pt", "results.json")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models: one thread is faster than two on a shared 2-core machine (no spin-waiting), and results
+    # depend on the thread count, so the killed child below and this process must use the same.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny(method: str = "normal", norm: str = "bn", epochs: int = 1, **train_opts) -> dict:
+    """A run of seconds on a CPU: 128 training + 32 validation synthetic 16x16 images, a width-4 ResNet18."""
+    m = {"name": method}
+    if method not in ("normal", "augmix"):
+        m["steps"] = 2
+    return {"name": "tiny", "data": {"dataset": "synthetic", "val_size": 32, "options": {"n": 160, "image_size": 16}},
+            "model": {"name": "resnet18", "width": 4, "norm": norm}, "method": m,
+            "train": {"epochs": epochs, "batch_size": 32, "progress": False, **train_opts}}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_method_writes_its_files(method, tmp_path):
+    norm = "dubin" if method in ("augmax", "advmix", "advmax") else "bn"
+    run = train(tiny(method, norm, steps_per_epoch=2), out=tmp_path / "run")
+    assert sorted(p.name for p in run.iterdir()) == sorted(FILES)
+    rows = list(csv.DictReader(io.StringIO((run / "log.csv").read_text())))
+    assert len(rows) == 1 and {"epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc"} <= set(rows[0])
+    assert json.loads((run / "log.json").read_text())[0]["epoch"] == 1
+    results = json.loads((run / "results.json").read_text())
+    assert results["method"] == method and results["data_source"] == SYNTHETIC_SOURCE
+    assert results["provenance"]["torch"] == torch.__version__
+    assert results["wall_time_s"] > 0 and results["train_images_per_s"] > 0
+    assert results["num_train_images"] == 128 and results["num_val_images"] == 32
+    assert set(results["config"]) >= {"data", "model", "method", "optim", "schedule", "train"}
+
+
+def test_model_selection_uses_the_validation_split(tmp_path):
+    run = train(tiny("normal", epochs=3, eval_batch_size=7), out=tmp_path / "run")
+    history = json.loads((run / "log.json").read_text())
+    accs = [row["val_acc"] for row in history]
+    best = int(np.argmax(accs)) + 1  # the first epoch with the highest validation accuracy
+    assert load_checkpoint(run / "best.pt")["epoch"] == best
+    assert json.loads((run / "results.json").read_text())["best"]["epoch"] == best
+    # Recompute the validation accuracy of best.pt by hand: the same 32 images the engine held out.
+    model, config = load_run(run)
+    from augmax_lib.data import load_dataset, split_validation
+
+    full = load_dataset("synthetic", "train", n=160, image_size=16)
+    _, val = split_validation(full, 32, seed=config["data"]["split_seed"])
+    with torch.no_grad():
+        correct = (model(val.images.float() / 255).argmax(1) == val.labels).float().mean().item()
+    assert correct == pytest.approx(history[best - 1]["val_acc"], abs=1e-6)
+    last_model, _ = load_run(run, "last")
+    assert not last_model.training
+
+
+def _assert_same_state(a: dict, b: dict):
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k]["momentum_buffer"], sb[k]["momentum_buffer"]) for k in sa)
+    assert a["scheduler"] == b["scheduler"]
+    drop = ("epoch_time_s", "train_images_per_s")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in a["history"]] == \
+           [{k: v for k, v in r.items() if k not in drop} for r in b["history"]]
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    config = tiny("augmax", "dubin", epochs=2)
+    whole = train(config, out=tmp_path / "whole")
+    parts = train(config, out=tmp_path / "parts", stop_after=1)
+    assert load_checkpoint(parts / "last.pt")["epoch"] == 1 and not (parts / "results.json").exists()
+    train(config, out=tmp_path / "parts", resume=True)
+    _assert_same_state(load_checkpoint(whole / "last.pt"), load_checkpoint(parts / "last.pt"))
+    assert (parts / "results.json").exists()
+
+
+_CHILD = """
+import sys, warnings
+warnings.simplefilter("ignore")
+import torch
+torch.set_num_threads(1)
+from augmax_lib.train import train
+import json
+train(json.loads(sys.argv[1]), out=sys.argv[2], resume=sys.argv[3] == "1")
+"""
+
+
+def test_a_killed_run_resumes_to_the_same_weights(tmp_path):
+    config = tiny("augmix", epochs=2, steps_per_epoch=None)
+    config["data"]["options"]["n"] = 32 + 320  # epochs long enough to kill one mid-way
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = [sys.executable, "-c", _CHILD, json.dumps(config), str(tmp_path / "killed")]
+    child = subprocess.Popen(args + ["0"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "killed" / "log.json"
+    deadline = time.time() + 120
+    while not log.exists() and time.time() < deadline and child.poll() is None:
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)  # somewhere in epoch 2 (or just after it, which must also be fine)
+    child.wait()
+    assert load_checkpoint(tmp_path / "killed" / "last.pt")["epoch"] in (1, 2)
+    assert subprocess.run(args + ["1"], env=env, capture_output=True).returncode == 0
+    whole = train(config, out=tmp_path / "whole")
+    _assert_same_state(load_checkpoint(whole / "last.pt"), load_checkpoint(tmp_path / "killed" / "last.pt"))
+
+
+def test_a_busy_run_directory_is_never_overwritten(tmp_path):
+    run = train(tiny(steps_per_epoch=1), out=tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(RunDirError, match="not empty.*--resume"):
+        train(tiny(steps_per_epoch=1), out=run)
+    with pytest.raises(RunDirError, match="nothing to resume"):
+        train(tiny(steps_per_epoch=1), out=tmp_path / "fresh", resume=True)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_corrupt_or_mismatched_checkpoints_give_clear_errors(tmp_path):
+    config = tiny(epochs=2, steps_per_epoch=1)
+    run = train(config, out=tmp_path / "run", stop_after=1)
+    with pytest.raises(CheckpointError, match=r"method.name: 'normal' -> 'augmix'"):
+        train({**config, "method": {"name": "augmix"}}, out=run, resume=True)
+    with pytest.raises(CheckpointError, match=r"model.width: 4 -> 8"):
+        train({**config, "model": {**config["model"], "width": 8}}, out=run, resume=True)
+    last = run / "last.pt"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])  # a truncated file, as after a full disk
+    corrupt = last.read_bytes()
+    with pytest.raises(CheckpointError, match="corrupt"):
+        train(config, out=run, resume=True)
+    assert last.read_bytes() == corrupt  # left untouched
+    (run / "best.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_run(run)
+    torch.save({"weights": torch.zeros(1)}, run / "best.pt")
+    with pytest.raises(CheckpointError, match="not an augmax_lib training checkpoint"):
+        load_run(run)
+
+
+def test_bad_configs_fail_before_anything_is_written(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key 'train.epoch'"):
+        train({**tiny(), "train": {"epoch": 1}}, out=tmp_path / "a")
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        train(tiny(), out=tmp_path / "b", overrides=["train.batch_size=big"])
+    with pytest.raises(ConfigError, match="train.batch_size: 512 is larger"):
+        train(tiny(), out=tmp_path / "c", overrides=["train.batch_size=512"])
+    assert not any(tmp_path.iterdir())
+
+
+def test_missing_data_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUGMAX_DATA", str(tmp_path / "empty"))
+    config = {**tiny(), "data": {"dataset": "cifar10", "val_size": 32}}
+    with pytest.raises(DatasetNotFoundError, match=str(tmp_path / "empty")):
+        train(config, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_jpeg_mirror_runs_are_labelled(tmp_path, monkeypatch):
+    # A CIFAR-10 JPEG mirror in the real format (tar.xz of train/<class>/NNNN.jpg), 6 images per class.
+    from augmax_lib.data import CIFAR10_CLASSES, MIRROR_SOURCE
+
+    synthetic = make_synthetic(80, seed=3)
+    tar_path = tmp_path / "data" / "cifar10-jpeg.tar.xz"
+    tar_path.parent.mkdir()
+    with tarfile.open(tar_path, "w:xz") as tar:
+        for split, per_class in (("train", 6), ("test", 2)):
+            for c, name in enumerate(CIFAR10_CLASSES):
+                for i in range(per_class):
+                    buffer = io.BytesIO()
+                    image = synthetic.images[(c * 8 + i) % 80].permute(1, 2, 0).numpy()
+                    Image.fromarray(image).save(buffer, format="JPEG", quality=75)
+                    info = tarfile.TarInfo(f"{split}/{name}/{i:04d}.jpg")
+                    info.size = len(buffer.getvalue())
+                    tar.addfile(info, io.BytesIO(buffer.getvalue()))
+    monkeypatch.setenv("AUGMAX_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("AUGMAX_CACHE", str(tmp_path / "cache"))
+    config = {**tiny(steps_per_epoch=1), "data": {"dataset": "cifar10", "val_size": 20}}
+    config["train"]["batch_size"] = 16
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = train(config, out=tmp_path / "run")
+    results = json.loads((run / "results.json").read_text())
+    assert results["data_source"] == MIRROR_SOURCE == "CIFAR-10 (JPEG q75 mirror)"
+    assert results["num_train_images"] == 40 and results["num_val_images"] == 20
+
+
+def test_command_line(tmp_path, capsys):
+    from augmax_lib.cli import train as cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    config = tmp_path / "c.yaml"
+    import yaml
+
+    config.write_text(yaml.safe_dump(tiny()))
+    args = parser.parse_args(["--config", str(config), "--set", "train.steps_per_epoch=1", "--out",
+                              str(tmp_path / "run"), "--stop-after", "1"])
+    assert cli.run(args) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "run")
+    args = parser.parse_args(["--config", str(config), "--set", "method.lambda=1", "--out", str(tmp_path / "x")])
+    assert cli.run(args) == 2
+    assert "unknown config key 'method.lambda'" in capsys.readouterr().err
+    args = parser.parse_args(["--config", str(config), "--profile", "smoke", "--out", str(tmp_path / "run")])
+    assert cli.run(args) == 2
+    assert "not empty" in capsys.readouterr().err
