@@ -44,7 +44,10 @@ _DEVICE_CACHE: dict = {}
 
 
 def cached(builder, *args, device, dtype=torch.float32) -> torch.Tensor:
-    """``builder(*args)`` (a numpy array) as a tensor on ``device``, built and copied once per device."""
+    """``builder(*args)`` (a numpy array) as a tensor on ``device``, built and copied once per device.
+
+    Copying a host array to a GPU waits for the GPU, so constants are copied once, not per call.
+    """
     key = (builder.__qualname__, args, str(device), dtype)
     tensor = _DEVICE_CACHE.get(key)
     if tensor is None:
@@ -118,6 +121,13 @@ def sample_bilinear(x: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, mode: s
     return top * (1 - wy) + bottom * wy
 
 
+@lru_cache(maxsize=None)
+def _motion_taps(width: int, sigma: float) -> np.ndarray:
+    i = np.arange(width, dtype=np.float64)
+    taps = np.exp(-(i * i) / (2.0 * sigma * sigma))
+    return taps / taps.sum()
+
+
 def motion_blur_lines(x: torch.Tensor, radius: float, sigma: float, angle: torch.Tensor) -> torch.Tensor:
     """ImageMagick's MotionBlurImage per image: a one-sided Gaussian line at ``angle`` (N,) degrees.
 
@@ -128,9 +138,7 @@ def motion_blur_lines(x: torch.Tensor, radius: float, sigma: float, angle: torch
     """
     n, _, h, w = x.shape
     width = 2 * math.ceil(radius) + 1
-    i = np.arange(width, dtype=np.float64)
-    taps = np.exp(-(i * i) / (2.0 * sigma * sigma))
-    taps = torch.as_tensor(taps / taps.sum(), dtype=x.dtype, device=x.device)
+    taps = cached(_motion_taps, width, float(sigma), device=x.device, dtype=x.dtype)
     rad = torch.deg2rad(angle.to(torch.float64))
     point_y = width * torch.sin(rad)
     point_x = width * torch.cos(rad)

@@ -72,15 +72,19 @@ def shuffle_schedule(h: int, w: int, delta: int) -> tuple[np.ndarray, tuple[int,
     return positions, tuple(int(s) for s in sizes if s)
 
 
+def _schedule_positions(h: int, w: int, delta: int) -> np.ndarray:
+    return shuffle_schedule(h, w, delta)[0]
+
+
 def local_shuffle_source(h: int, w: int, delta: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
     """Apply glass blur's swap loop to pixel indices: the source pixel of every position, (N, H*W) long.
 
     ``dy``, ``dx`` (iterations, P, N) are each swap's offsets in [-delta, delta), listed in the order
     of ``shuffle_schedule(h, w, delta)``'s positions.
     """
-    positions_np, sizes = shuffle_schedule(h, w, delta)
+    _, sizes = shuffle_schedule(h, w, delta)
     iterations, _, n = dy.shape
-    positions = torch.as_tensor(positions_np, device=dy.device)
+    positions = cached(_schedule_positions, h, w, delta, device=dy.device, dtype=torch.long)
     perm = torch.arange(h * w, device=dy.device).unsqueeze(1).repeat(1, n)       # (H*W, N): rows contiguous
     partners = positions[None, :, None] + dy * w + dx
     for it in range(iterations):

@@ -81,20 +81,28 @@ def displace(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tenso
     return sample_bilinear(x, yy + dy, xx + dx, "symmetric")
 
 
+def _control_points(h: int, w: int) -> np.ndarray:
+    """The generator's three control points as OpenCV reads them, (x, y), both filled from shape[:2] = (H, W)."""
+    cy, cx, sq = h // 2, w // 2, min(h, w) // 3
+    return np.array([[cy + sq, cx + sq], [cy + sq, cx - sq], [cy - sq, cx - sq]], dtype=np.float64)
+
+
+def _control_inverse(h: int, w: int) -> np.ndarray:
+    p = _control_points(h, w)
+    return np.linalg.inv(np.stack([p[1] - p[0], p[2] - p[0]], axis=1))
+
+
 def elastic_transform(x: torch.Tensor, params, generator=None) -> torch.Tensor:
     """Hendrycks' elastic transform: a random affine warp (three control points jittered by up to
     ``jitter`` px), then a smooth random displacement field (uniform noise blurred by ``sigma``, times ``alpha``)."""
     alpha, sigma, jitter = params
     n, c, h, w = x.shape
     dev = x.device
-    cy, cx = float(h // 2), float(w // 2)
-    sq = float(min(h, w) // 3)
-    # Control points as OpenCV reads them, (x, y); the generator fills both from shape[:2] = (H, W).
-    pts1 = torch.tensor([[cy + sq, cx + sq], [cy + sq, cx - sq], [cy - sq, cx - sq]], dtype=torch.float64, device=dev)
+    pts1 = cached(_control_points, h, w, device=dev, dtype=torch.float64)
     pts2 = pts1 + (torch.rand((n, 3, 2), generator=generator, device=dev, dtype=torch.float64) * 2 - 1) * jitter
     # M maps pts1 -> pts2: q - q0 = A (p - p0) with A = Q P^-1, then t = q0 - A p0. P, with columns
     # p1 - p0 = (0, -2 sq) and p2 - p0 = (-2 sq, -2 sq), is the same for every image.
-    p_inv = torch.tensor([[-2 * sq, 2 * sq], [2 * sq, 0.0]], dtype=torch.float64, device=dev) / (-4 * sq * sq)
+    p_inv = cached(_control_inverse, h, w, device=dev, dtype=torch.float64)
     q = torch.stack([pts2[:, 1] - pts2[:, 0], pts2[:, 2] - pts2[:, 0]], dim=2)       # (N, 2, 2)
     a = q @ p_inv
     t = pts2[:, 0] - (a @ pts1[0])
@@ -137,36 +145,52 @@ _PRECISION_BITS = 22     # Pillow's fixed-point coefficients for 8-bit images
 
 
 @lru_cache(maxsize=None)
-def _pil_box_matrix_fixed(in_size: int, out_size: int) -> np.ndarray:
-    return np.floor(0.5 + pil_box_matrix(in_size, out_size) * (1 << _PRECISION_BITS))
+def _pil_box_members(in_size: int, out_size: int) -> np.ndarray:
+    """Which input pixels each output pixel of a Pillow BOX resize averages: a 0/1 (out, in) matrix."""
+    return (pil_box_matrix(in_size, out_size) > 0).astype(np.float64)
 
 
-def _resize_u8(levels: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """Pillow's two 8-bit passes (horizontal, then vertical) on float64 levels 0..255, exact."""
-    one = float(1 << _PRECISION_BITS)
-    half = float(1 << (_PRECISION_BITS - 1))
-    levels = torch.floor((torch.matmul(levels, cols.t()) + half) / one).clamp_(0, 255)
-    return torch.floor((torch.matmul(rows, levels) + half) / one).clamp_(0, 255)
+@lru_cache(maxsize=None)
+def _pil_box_fixed_weight(in_size: int, out_size: int) -> np.ndarray:
+    """Pillow's fixed-point weight of each output pixel's members (all equal within a box): (out,) int."""
+    count = _pil_box_members(in_size, out_size).sum(1)
+    return np.floor(0.5 + (1 << _PRECISION_BITS) / count).astype(np.int64)
+
+
+def _box_pass_u8(levels: torch.Tensor, in_size: int, out_size: int, axis: int) -> torch.Tensor:
+    """One Pillow 8-bit BOX pass along ``axis`` (-1 or -2) of float levels: integer sums (exact in
+    float32), then Pillow's fixed-point weighting and rounding in int64."""
+    dev = levels.device
+    members = cached(_pil_box_members, in_size, out_size, device=dev, dtype=torch.float32)
+    weight = cached(_pil_box_fixed_weight, in_size, out_size, device=dev, dtype=torch.int64)
+    if axis == -1:
+        sums = torch.matmul(levels, members.t())
+        weight = weight[None, None, None, :]
+    else:
+        sums = torch.matmul(members, levels)
+        weight = weight[None, None, :, None]
+    fixed = torch.round(sums).to(torch.int64) * weight + (1 << (_PRECISION_BITS - 1))
+    return (fixed >> _PRECISION_BITS).clamp_(0, 255).to(torch.float32)
 
 
 def pixelate(x: torch.Tensor, factor: float, generator=None, *, from_uint8: bool = False) -> torch.Tensor:
     """Pillow BOX resize to int(size * factor), then BOX resize back (which copies the nearest pixel)."""
     n, c, h, w = x.shape
     sh, sw = int(h * factor), int(w * factor)
+    dev = x.device
     if from_uint8:
-        dev = x.device
-        down_r = cached(_pil_box_matrix_fixed, h, sh, device=dev, dtype=torch.float64)
-        down_c = cached(_pil_box_matrix_fixed, w, sw, device=dev, dtype=torch.float64)
-        up_r = cached(_pil_box_matrix_fixed, sh, h, device=dev, dtype=torch.float64)
-        up_c = cached(_pil_box_matrix_fixed, sw, w, device=dev, dtype=torch.float64)
-        levels = torch.round(x.to(torch.float64) * 255.0)
-        small = _resize_u8(levels, down_r, down_c)
-        return (_resize_u8(small, up_r, up_c) / 255.0).to(x.dtype)
-    down_r = cached(pil_box_matrix, h, sh, device=x.device, dtype=x.dtype)
-    down_c = cached(pil_box_matrix, w, sw, device=x.device, dtype=x.dtype)
-    up_r = cached(pil_box_matrix, sh, h, device=x.device, dtype=x.dtype)
-    up_c = cached(pil_box_matrix, sw, w, device=x.device, dtype=x.dtype)
-    return separable(separable(x, down_r, down_c), up_r, up_c).clamp_(0, 1)
+        # Pillow: horizontal pass, then vertical, each rounded to 8 bits.
+        levels = torch.round(x * 255.0)
+        small = _box_pass_u8(_box_pass_u8(levels, w, sw, -1), h, sh, -2) / 255.0
+    else:
+        down_r = cached(pil_box_matrix, h, sh, device=dev, dtype=x.dtype)
+        down_c = cached(pil_box_matrix, w, sw, device=dev, dtype=x.dtype)
+        small = separable(x, down_r, down_c)
+    # Enlarging copies pixels (one weight of 1 per row), so the products are exact; a matrix product
+    # is much faster than index_select along the height axis on a CPU.
+    up_r = cached(pil_box_matrix, sh, h, device=dev, dtype=small.dtype)
+    up_c = cached(pil_box_matrix, sw, w, device=dev, dtype=small.dtype)
+    return separable(small, up_r, up_c).to(x.dtype).clamp_(0, 1)
 
 
 def _codec_roundtrip_torchvision(levels: torch.Tensor, quality: int):

@@ -5,6 +5,7 @@ draws its own layer (snow flakes, frost crop, plasma fog, liquid) on the images'
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ._filters import (cached, gaussian_blur, motion_blur_lines, quantize_floor, rgb_to_gray)
@@ -47,11 +48,12 @@ def frost(x: torch.Tensor, params, generator=None, *, scale: float) -> torch.Ten
         raise ValueError(f"x: frost textures at scale {scale} are {tuple(small.tolist())} at the smallest, "
                          f"too small for {h}x{w} images; use a preset made for this image size")
     pick = torch.randint(0, textures.shape[0], (n,), generator=generator, device=x.device)
-    room = sizes[pick] - torch.tensor([h, w], device=x.device)                      # randint(0, room)
+    size = sizes[pick]
     u = torch.rand((n, 2), generator=generator, device=x.device, dtype=torch.float64)
-    start = torch.floor(u * room).long()
-    rows = start[:, 0, None] + torch.arange(h, device=x.device)                     # (N, H)
-    cols = start[:, 1, None] + torch.arange(w, device=x.device)                     # (N, W)
+    top = torch.floor(u[:, 0] * (size[:, 0] - h)).long()                            # randint(0, rows - h)
+    left = torch.floor(u[:, 1] * (size[:, 1] - w)).long()
+    rows = top[:, None] + torch.arange(h, device=x.device)                          # (N, H)
+    cols = left[:, None] + torch.arange(w, device=x.device)                         # (N, W)
     crop = textures[pick[:, None, None], :, rows[:, :, None], cols[:, None, :]]    # (N, H, W, 3)
     crop = crop.permute(0, 3, 1, 2).to(x.dtype) / 255.0
     return (a * x + b * crop).clamp_(0, 1)
@@ -105,6 +107,10 @@ _WATER = (175 / 255.0, 238 / 255.0, 238 / 255.0)
 _MUD = (63 / 255.0, 42 / 255.0, 20 / 255.0)
 
 
+def _colour(rgb: tuple) -> np.ndarray:
+    return np.asarray(rgb, dtype=np.float64)
+
+
 def spatter(x: torch.Tensor, params, generator=None) -> torch.Tensor:
     """Hendrycks' spatter: a blurred, thresholded liquid layer per image, drawn as shaded water drops
     (Canny edges, chamfer distance, equalised, embossed) or as opaque mud."""
@@ -125,10 +131,10 @@ def spatter(x: torch.Tensor, params, generator=None) -> torch.Tensor:
         layer = liquid * dist
         peak = layer.amax(dim=(1, 2), keepdim=True)
         layer = torch.where(peak > 0, layer / peak.clamp(min=1e-12), 0.0) * strength
-        colour = torch.tensor(_WATER, device=x.device, dtype=x.dtype)[None, :, None, None]
+        colour = cached(_colour, _WATER, device=x.device, dtype=x.dtype)[None, :, None, None]
         return (x + layer[:, None] * colour).clamp_(0, 1)
     m = (liquid > threshold).to(x.dtype)
     m = gaussian_blur(m, strength)
     m = torch.where(m < 0.8, 0.0, m)[:, None]
-    colour = torch.tensor(_MUD, device=x.device, dtype=x.dtype)[None, :, None, None]
+    colour = cached(_colour, _MUD, device=x.device, dtype=x.dtype)[None, :, None, None]
     return (x * (1 - m) + colour * m).clamp_(0, 1)
