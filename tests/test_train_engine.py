@@ -235,3 +235,16 @@ def test_command_line(tmp_path, capsys):
     args = parser.parse_args(["--config", str(config), "--profile", "smoke", "--out", str(tmp_path / "run")])
     assert cli.run(args) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_evaluate_a_run(tmp_path, capsys):
+    from augmax_lib.__main__ import main
+
+    run = train(tiny("augmax", "dubin", steps_per_epoch=1), out=tmp_path / "run")
+    assert main(["evaluate", "--run", str(run), "--skip", "ra", "cifar101", "spatial", "--quiet"]) == 0
+    results = json.loads((run / "evaluation" / "results.json").read_text())
+    assert results["dataset"] == "synthetic" and 0.0 <= results["metrics"]["sa"] <= 1.0
+    assert results["model"]["method"] == "augmax" and results["model"]["norm"] == "dubin"
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(tmp_path / "missing"), "--quiet"]) == 2
+    assert "is not a directory" in capsys.readouterr().err

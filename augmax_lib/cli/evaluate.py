@@ -32,6 +32,7 @@ class LoadedModel:
     checkpoint: Optional[Path] = None      # hashed into the provenance
     input_transform: Optional[Callable] = None
     dataset: Optional[str] = None          # a source that knows its data set (a run) may fill this
+    out: Optional[Path] = None             # default results folder of this source (a run: <run>/evaluation)
 
 
 @dataclass
@@ -86,6 +87,26 @@ def _from_reference_checkpoint(value: str, args) -> LoadedModel:
 
 register_model_source("--reference-checkpoint", _from_reference_checkpoint, metavar="FILE",
                       help="the authors' best_SA.pth or latest.pth (download: " + REFERENCE_MODELS_URL + ")")
+
+
+def _from_run(value: str, args) -> LoadedModel:
+    """A training run of ``python -m augmax_lib train``: its best.pt (chosen on the validation split)."""
+    from augmax_lib.train import CheckpointError, load_run
+
+    run_dir = Path(value).expanduser()
+    try:
+        model, config = load_run(run_dir, "best")
+    except (FileNotFoundError, CheckpointError) as err:
+        raise ModelSourceError(f"--run: {err}") from err
+    args.model = config["model"]["name"]
+    info = {"source": "training run (augmax_lib.train)", "run": str(run_dir.resolve()), "config": config["name"],
+            "name": config["model"]["name"], "norm": config["model"]["norm"], "method": config["method"]["name"],
+            "paper": config["paper"]}
+    return LoadedModel(model, info, run_dir / "best.pt", None, config["data"]["dataset"], run_dir / "evaluation")
+
+
+register_model_source("--run", _from_run, metavar="DIR",
+                      help="a training run directory (python -m augmax_lib train); results go to DIR/evaluation")
 
 
 def add_arguments(parser) -> None:
@@ -166,7 +187,7 @@ def run(args) -> int:
     dataset = args.dataset or loaded.dataset or "cifar10"
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     name = loaded.checkpoint.stem if loaded.checkpoint is not None else Path(str(value)).name
-    out = Path(args.out) if args.out else Path("runs") / "evaluate" / f"{args.model}-{dataset}-{name}"
+    out = Path(args.out) if args.out else loaded.out or Path("runs") / "evaluate" / f"{args.model}-{dataset}-{name}"
     target = out / "results.json"
     if target.exists() and not args.force:
         return _fail(f"{target} exists; pass --force to replace it or choose another --out")
