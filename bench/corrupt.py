@@ -162,7 +162,8 @@ def main(argv=None) -> int:
     say = out.append
     say(f"# Corruption speed ({datetime.datetime.now().isoformat(timespec='seconds')})")
     say(f"commit {git_commit()}, torch {torch.__version__}, python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, images: {source}, batch {args.n}")
+        f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, images: {source}, batch {args.n}, "
+        f"load average at start {os.getloadavg()[0]:.1f} (other work on the machine slows every number)")
     for dev_name in devices:
         device = torch.device(dev_name)
         label = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "CPU")

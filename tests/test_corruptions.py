@@ -190,11 +190,11 @@ def test_names_and_order():
 @pytest.mark.parametrize("name", ALL_CORRUPTIONS)
 def test_dtype_shape_and_determinism(images_hwc, name):
     x = to_tensor(images_hwc[:4])
-    for inp in (x, x.float() / 255, x.double() / 255):
+    for inp in (x, x.float() / 255, x.double() / 255, x.half() / 255):
         out = corrupt(inp, name, 3, generator=torch.Generator().manual_seed(1))
         assert out.dtype == inp.dtype and out.shape == inp.shape and out.device == inp.device
         if out.dtype != torch.uint8:
-            assert 0 <= float(out.min()) and float(out.max()) <= 1
+            assert 0 <= float(out.min()) and float(out.max()) <= 1 and not out.isnan().any()
     a = corrupt(x, name, 5, generator=torch.Generator().manual_seed(7))
     b = corrupt(x, name, 5, generator=torch.Generator().manual_seed(7))
     assert torch.equal(a, b)
@@ -624,3 +624,18 @@ def test_spatter_in_distribution(images_hwc):
         ours = to_hwc(corrupt(x, "spatter", s, generator=torch.Generator().manual_seed(s)))
         our_change = np.abs(ours - ims).mean()
         assert abs(our_change - ref_change) < 0.1 * ref_change + 1e-4, (s, our_change, ref_change)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ALL_CORRUPTIONS)
+def test_cuda_matches_cpu(images_hwc, name):
+    """On the GPU: same dtype and device out; deterministic corruptions agree with the CPU to one level."""
+    x = to_tensor(images_hwc[:8])
+    g = torch.Generator(device="cuda").manual_seed(0)
+    out = corrupt(x.cuda(), name, 4, generator=g)
+    assert out.device.type == "cuda" and out.dtype == torch.uint8 and out.shape == x.shape
+    outf = corrupt(x.cuda().float() / 255, name, 4, generator=g)
+    assert outf.dtype == torch.float32 and 0 <= float(outf.min()) and float(outf.max()) <= 1
+    if name not in RANDOM_CORRUPTIONS:
+        assert (out.cpu().float() - corrupt(x, name, 4).float()).abs().max() <= 1

@@ -31,7 +31,12 @@ _ALL_SEVERITIES = (1, 2, 3, 4, 5)
 
 
 def add_arguments(parser) -> None:
+    import argparse
+
     from augmax_lib.corruptions import ALL_CORRUPTIONS
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = __doc__.split("\n", 2)[2]
 
     parser.add_argument("--dataset", required=True, choices=sorted(_DATASETS),
                         help="test set to corrupt (synthetic: the procedural stand-in, for trying the command)")
