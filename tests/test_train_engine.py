@@ -215,6 +215,48 @@ def test_jpeg_mirror_runs_are_labelled(tmp_path, monkeypatch):
     assert results["data_source"] == MIRROR_SOURCE == "CIFAR-10 (JPEG q75 mirror)"
     assert results["num_train_images"] == 40 and results["num_val_images"] == 20
 
+    # DeepAugment-style extra folders (<data root>/<folder>/<class>/*) join the training set only.
+    for c, name in enumerate(CIFAR10_CLASSES):
+        folder = tmp_path / "data" / "deepaug" / name
+        folder.mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(synthetic.images[c * 8 + i].permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
+    config["data"]["extra_train"] = ["deepaug"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = train(config, out=tmp_path / "deep")
+    results = json.loads((run / "results.json").read_text())
+    assert results["data_source"] == "CIFAR-10 (JPEG q75 mirror) + DeepAugment (deepaug)"
+    assert results["num_train_images"] == 60 and results["num_val_images"] == 20
+
+
+def test_lazy_folder_sets_train_and_resume_exactly(tmp_path, monkeypatch):
+    # ImageNet's layout (<root>/imagenet/train/<wnid>/*.JPEG), read lazily, plus a DeepAugment folder.
+    rng = np.random.default_rng(0)
+    for folder, count in (("imagenet/train", 12), ("imagenet-DeepAug-EDSR", 4)):
+        for wnid in ("n01440764", "n01443537"):
+            (tmp_path / folder / wnid).mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 256, (40, 44, 3), dtype=np.uint8)).save(
+                    tmp_path / folder / wnid / f"{i}.JPEG")
+    monkeypatch.setenv("AUGMAX_DATA", str(tmp_path))
+    config = {"name": "lazy", "data": {"dataset": "imagenet", "val_size": 4, "image_size": 32, "workers": 0,
+                                       "extra_train": ["imagenet-DeepAug-EDSR"]},
+              "model": {"name": "resnet18_imagenet", "width": 4, "norm": "dubin"},
+              "method": {"name": "augmax", "steps": 2}, "train": {"epochs": 2, "batch_size": 8, "progress": False}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fewer images than the official set
+        whole = train(config, out=tmp_path / "whole")
+        train(config, out=tmp_path / "parts", stop_after=1)
+        parts = train(config, out=tmp_path / "parts", resume=True)
+    results = json.loads((whole / "results.json").read_text())
+    assert results["num_train_images"] == 20 + 8 and results["num_val_images"] == 4
+    assert results["data_source"] == "ImageNet + DeepAugment (imagenet-DeepAug-EDSR)"
+    _assert_same_state(load_checkpoint(whole / "last.pt"), load_checkpoint(parts / "last.pt"))
+    model, _ = load_run(whole)
+    with torch.no_grad():  # takes [0, 1] images and normalises them itself
+        assert model(torch.rand(1, 3, 32, 32)).shape == (1, 2)
+
 
 def test_command_line(tmp_path, capsys):
     from augmax_lib.cli import train as cli
