@@ -52,6 +52,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--root", default=None, help="data root (default: $AUGMAX_DATA, else ~/.cache/augmax)")
     parser.add_argument("--batch-size", type=int, default=2000, help="images corrupted at once (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="base seed of the random corruptions (default 0)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's choice); 1 is fastest on a machine "
+                             "busy with other work, where threads wait for each other")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -176,6 +179,10 @@ def run(args) -> int:
         return _fail(f"--severities: expected integers from 1 to 5, got {args.severities}")
     if args.batch_size < 1:
         return _fail(f"--batch-size: expected a positive integer, got {args.batch_size}")
+    if args.threads is not None:
+        if args.threads < 1:
+            return _fail(f"--threads: expected a positive integer, got {args.threads}")
+        torch.set_num_threads(args.threads)
     try:
         device = torch.device(args.device)
     except RuntimeError as err:

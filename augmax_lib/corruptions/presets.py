@@ -4,6 +4,12 @@ Values are those of Hendrycks' generators: ``make_cifar_c.py`` (32x32, CIFAR-10-
 ``make_tinyimagenet_c.py`` (64x64, Tiny-ImageNet-C) and ``make_imagenet_c.py`` (224x224,
 ImageNet-C). Each entry lists severities 1..5 in order; the tuple layouts are documented on the
 corruption that reads them.
+
+The ``imagenet`` preset follows ``make_imagenet_c.py``, which made ImageNet-C. The PyPI package
+``imagecorruptions`` shares its parameters but changed four algorithms to work at any image size:
+its elastic transform has no affine step and other constants, its frost textures are enlarged by
+1.1, its zoom blur crops the top-left corner instead of the centre, and its snow uses a numpy
+motion blur; we keep Hendrycks' versions.
 """
 from __future__ import annotations
 
