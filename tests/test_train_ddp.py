@@ -38,7 +38,7 @@ def _worker(rank: int, world: int, port: int, config: dict, out: str, report: st
     from augmax_lib.models import build_model
     from augmax_lib.train import distributed as du
     from augmax_lib.train import train
-    from augmax_lib.train.methods import StepContext, get_step, uses_aux_route
+    from augmax_lib.train.methods import StepContext, get_step, training_routes
 
     train(config, out=out)  # joins and leaves the process group itself
 
@@ -51,7 +51,7 @@ def _worker(rank: int, world: int, port: int, config: dict, out: str, report: st
         torch.manual_seed(0)
         net = build_model("resnet18", 10, norm="dubin", width=4)
         options = _step_options(method)
-        model = du.wrap_model(net, info, unused_parameters=not uses_aux_route({"name": method, **options}))
+        model = du.wrap_model(net, info, unused_parameters=len(training_routes({"name": method, **options})) < 2)
         ctx = StepContext(model, net, options, torch.Generator().manual_seed(rank))
         get_step(method)(ctx, data.images, data.labels).loss.backward()
         flat = torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])

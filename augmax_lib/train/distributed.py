@@ -17,8 +17,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistInfo", "setup", "cleanup", "resolve_device", "local_batch_size", "all_reduce_sum",
-           "barrier", "broadcast_object", "wrap_model", "unwrap_model"]
+__all__ = ["DistInfo", "setup", "cleanup", "resolve_device", "local_batch_size", "all_reduce_sum", "barrier",
+           "wrap_model"]
 
 
 @dataclass(frozen=True)
@@ -108,22 +108,13 @@ def barrier(info: DistInfo) -> None:
             dist.barrier()
 
 
-def broadcast_object(obj, info: DistInfo):
-    """Rank 0's ``obj`` on every rank (e.g. an error message, so all ranks stop together)."""
-    if not info.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def wrap_model(model: nn.Module, info: DistInfo, unused_parameters: bool = False) -> nn.Module:
     """DDP around ``model`` on more than one process, else ``model`` itself.
 
     Buffers are not broadcast at each forward: each rank keeps the BatchNorm statistics of its own
     shard (rank 0's are saved), as the reference does; attacks run on the bare model, so only the
     training forward passes synchronise gradients. ``unused_parameters`` must be set when a step
-    leaves some parameters without gradient (a dual-norm model trained through route "M" only);
+    leaves some parameters without gradient (a dual-norm model trained through one route only);
     DDP then looks for them after the forward pass, which works for steps with one training forward.
     """
     if not info.distributed:
@@ -131,14 +122,3 @@ def wrap_model(model: nn.Module, info: DistInfo, unused_parameters: bool = False
     ids = [info.device.index] if info.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False,
                                                find_unused_parameters=unused_parameters)
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The bare model inside DDP or ``torch.compile`` wrappers."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model

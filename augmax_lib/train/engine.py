@@ -41,7 +41,7 @@ from . import distributed as dist_utils
 from .checkpoint import (CheckpointError, atomic_write_text, capture_rng, config_mismatches, load_checkpoint,
                          restore_rng, save_checkpoint)
 from .config import ConfigError, apply_overrides, dump_config, load_config, load_profile, merge, validate
-from .methods import StepContext, get_step, uses_aux_route
+from .methods import StepContext, get_step, training_routes
 from .runs import backbone, build_run_model
 
 __all__ = ["train", "RunDirError", "TrainData", "build_data", "evaluate_split", "provenance", "run_dir_for"]
@@ -395,9 +395,9 @@ def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
         wall_before = float(state["wall_time_s"])
 
     fast = torch.compile(net) if t["compile"] else net
-    # A dual-norm model trained through route "M" only leaves its auxiliary norms without gradient.
-    model = dist_utils.wrap_model(fast, info, unused_parameters=any(True for _ in dual_layers(net))
-                                  and not uses_aux_route(config["method"]))
+    # A dual-norm model trained through one route only leaves the other route's norms without gradient.
+    one_route = len(training_routes(config["method"])) < 2 and any(True for _ in dual_layers(net))
+    model = dist_utils.wrap_model(fast, info, unused_parameters=one_route)
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
     ctx = StepContext(model=model, net=fast, options={k: v for k, v in config["method"].items() if k != "name"},
                       generator=aug_generator, autocast=autocast)
@@ -466,7 +466,7 @@ def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
             "epochs": t["epochs"], "best": {**best, "row": best_row}, "final": history[-1],
             "wall_time_s": wall, "train_images_per_s": float(np.mean(rates)) if rates else None,
             "provenance": provenance(device, info), "config": config,
-            "files": {name: name for name in ("config.yaml", "log.csv", "log.json", "last.pt", "best.pt")},
+            "image_size": list(data.image_size),
         }
         atomic_write_text(run_dir / "results.json", json.dumps(results, indent=1, default=str) + "\n")
     dist_utils.barrier(info)

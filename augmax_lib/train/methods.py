@@ -41,7 +41,7 @@ from augmax_lib.ops import OPS_ALL, OPS_AUGMIX
 
 from .pixel_attack import pgd_linf
 
-__all__ = ["StepContext", "StepResult", "STEPS", "get_step", "uses_aux_route", "OP_SETS"]
+__all__ = ["StepContext", "StepResult", "STEPS", "get_step", "training_routes", "OP_SETS"]
 
 OP_SETS = {"augmix": OPS_AUGMIX, "all": OPS_ALL}
 
@@ -204,12 +204,14 @@ STEPS: Dict[str, Callable[[StepContext, torch.Tensor, torch.Tensor], StepResult]
 }
 
 
-def uses_aux_route(method: dict) -> bool:
-    """Whether a step with these method options trains through norm route "A" as well as "M"."""
+def training_routes(method: dict) -> frozenset:
+    """The norm routes ("M", "A") whose layers a step with these method options trains."""
     name = method["name"]
     if name in ("augmax", "advmix", "advmax"):
-        return True
-    return name == "augmix" and method["aug_route"] == "A"
+        return frozenset({"M", "A"})
+    if name == "augmix":  # clean images take route "M"; the AugMix images take aug_route
+        return frozenset({"M", method["aug_route"]}) if method["jsd"] else frozenset({method["aug_route"]})
+    return frozenset({"M"})
 
 
 def get_step(name: str):
