@@ -1,10 +1,11 @@
 """Distributed training on the CPU: two gloo processes (torch.multiprocessing spawn, the environment torchrun
-sets) complete a run whose checkpoint loads in one process, and gradients agree across ranks."""
+sets) complete a run whose checkpoint loads in one process, resume it exactly, and agree on gradients."""
 from __future__ import annotations
 
 import json
 import os
 import socket
+import time
 import warnings
 
 import pytest
@@ -14,10 +15,14 @@ import torch.multiprocessing as mp
 pytestmark = pytest.mark.filterwarnings("ignore:loading the SYNTHETIC data set")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
+def _free_ports(k: int) -> list:
+    sockets = [socket.socket() for _ in range(k)]
+    for s in sockets:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
 
 
 def _step_options(name: str) -> dict:
@@ -27,10 +32,14 @@ def _step_options(name: str) -> dict:
     return {k: v for k, v in validate({"method": raw})["method"].items() if k != "name"}
 
 
-def _worker(rank: int, world: int, port: int, config: dict, out: str, report: str):
+def _worker(rank: int, world: int, ports: list, config: dict, out: str, report: str):
     warnings.simplefilter("ignore")
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(MASTER_ADDR="127.0.0.1", RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    ports = iter(ports)
+
+    def next_group():  # a fresh port per process group: a rank must never reach the previous group's store
+        os.environ["MASTER_PORT"] = str(next(ports))
+
     torch.set_num_threads(1)
     import torch.distributed as dist
 
@@ -40,10 +49,17 @@ def _worker(rank: int, world: int, port: int, config: dict, out: str, report: st
     from augmax_lib.train import train
     from augmax_lib.train.methods import StepContext, get_step, training_routes
 
+    next_group()
     train(config, out=out)  # joins and leaves the process group itself
+    # Interrupted after the first epoch and resumed: every rank takes back its own random and BN states.
+    next_group()
+    train(config, out=f"{out}-parts", stop_after=1)
+    next_group()
+    train(config, out=f"{out}-parts", resume=True)
 
     # Gradients after one step must be the same on both ranks (each rank has its own images), also for a
     # dual-norm model trained through route "M" only (its auxiliary norms get no gradient).
+    next_group()
     info = du.setup("cpu")
     data = make_synthetic(16, seed=rank, image_size=16)
     agree = {}
@@ -66,9 +82,15 @@ def _worker(rank: int, world: int, port: int, config: dict, out: str, report: st
 def test_two_process_gloo_run(tmp_path):
     config = {"name": "ddp", "data": {"dataset": "synthetic", "val_size": 30, "options": {"n": 158, "image_size": 16}},
               "model": {"name": "resnet18", "width": 4, "norm": "dubin"}, "method": {"name": "augmax", "steps": 2},
-              "train": {"epochs": 1, "batch_size": 32, "progress": False}}
+              "train": {"epochs": 2, "batch_size": 32, "progress": False}}
     out, report = tmp_path / "run", tmp_path / "report"
-    mp.spawn(_worker, args=(2, _free_port(), config, str(out), str(report)), nprocs=2, join=True)
+    context = mp.spawn(_worker, args=(2, _free_ports(4), config, str(out), str(report)), nprocs=2, join=False)
+    deadline = time.time() + 240
+    while not context.join(timeout=2):  # raises if a worker failed
+        if time.time() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the two-process run did not finish within 240 s")
 
     from augmax_lib.train import load_run
     from augmax_lib.train.checkpoint import load_checkpoint
@@ -84,5 +106,9 @@ def test_two_process_gloo_run(tmp_path):
     assert history[0]["train_images_per_s"] > 0 and (out / "results.json").exists()
     results = json.loads((out / "results.json").read_text())
     assert results["provenance"]["world_size"] == 2 and results["provenance"]["backend"] == "gloo"
+    resumed = load_checkpoint(tmp_path / "run-parts" / "last.pt")
+    assert resumed["epoch"] == last["epoch"] == 2
+    for key, value in last["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
     for rank in range(2):
         assert json.loads((tmp_path / f"report.{rank}").read_text()) == {"augmax": True, "pgdat": True}

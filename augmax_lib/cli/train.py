@@ -10,6 +10,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -42,5 +43,6 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, CheckpointError, RunDirError, DatasetNotFoundError, DataFormatError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(run_dir)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, only rank 0 reports
+        print(run_dir)
     return 0

@@ -10,6 +10,7 @@ logs and checkpoints.
 from __future__ import annotations
 
 import datetime
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -120,5 +121,8 @@ def wrap_model(model: nn.Module, info: DistInfo, unused_parameters: bool = False
     if not info.distributed:
         return model
     ids = [info.device.index] if info.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False,
-                                               find_unused_parameters=unused_parameters)
+    ddp = nn.parallel.DistributedDataParallel
+    # torch >= 2.14 names the switch forward_sync_buffers; older versions broadcast_buffers.
+    no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
+               else {"broadcast_buffers": False})
+    return ddp(model, device_ids=ids, find_unused_parameters=unused_parameters, **no_sync)

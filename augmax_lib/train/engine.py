@@ -398,6 +398,11 @@ def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
     # A dual-norm model trained through one route only leaves the other route's norms without gradient.
     one_route = len(training_routes(config["method"])) < 2 and any(True for _ in dual_layers(net))
     model = dist_utils.wrap_model(fast, info, unused_parameters=one_route)
+    if state is not None and state.get("rank_buffers") and len(state["rank_buffers"]) == info.world_size:
+        # After DDP's initial broadcast: each rank gets back its own BatchNorm statistics, which its attacks use.
+        with torch.no_grad():
+            for name, buffer in backbone(net).named_buffers():
+                buffer.copy_(state["rank_buffers"][info.rank][name])
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
     ctx = StepContext(model=model, net=fast, options={k: v for k, v in config["method"].items() if k != "name"},
                       generator=aug_generator, autocast=autocast)
@@ -434,7 +439,7 @@ def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
         improved = (metric in row and _better(row[metric], best["value"], metric)) or data.val is None
         if improved:
             best = {"epoch": epoch + 1, "value": row.get(metric), "metric": metric}
-        rng_states = _gather_rng(generators, info)
+        rank_states = _gather_rank_states(generators, net, info)
         if info.is_main:
             common = {"config": config, "num_classes": data.num_classes, "classes": data.classes,
                       "data_source": data.source}
@@ -444,7 +449,9 @@ def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
             save_checkpoint(run_dir / "last.pt", {
                 "kind": "last", "epoch": epoch + 1, "model": backbone(net).state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "rng": rng_states, "best": best, "history": history,
+                "scaler": scaler.state_dict(), "rng": [r["rng"] for r in rank_states],
+                "rank_buffers": [r["buffers"] for r in rank_states] if info.distributed else None,
+                "best": best, "history": history,
                 "world_size": info.world_size, "wall_time_s": wall_before + time.perf_counter() - session_start,
                 **common})
             _write_logs(run_dir, history)
@@ -473,14 +480,18 @@ def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
     return run_dir
 
 
-def _gather_rng(generators, info: dist_utils.DistInfo) -> list:
-    """Every rank's random states, in rank order (gathered on rank 0)."""
-    mine = capture_rng(generators)
+def _gather_rank_states(generators, net: nn.Module, info: dist_utils.DistInfo) -> list:
+    """Every rank's random states and, under DDP, its own BatchNorm statistics (gathered on rank 0, rank order).
+
+    Buffers are not synchronised during training, so each rank's running statistics, which its attacks use in
+    eval mode, must come back on resume for the run to continue exactly.
+    """
+    mine = {"rng": capture_rng(generators), "buffers": None}
     if not info.distributed:
         return [mine]
     import torch.distributed as dist
 
-    # Generator states are CPU byte tensors even for CUDA generators, so gloo-free object gathering works.
+    mine["buffers"] = {name: b.detach().cpu().clone() for name, b in backbone(net).named_buffers()}
     gathered = [None] * info.world_size if info.is_main else None
     dist.gather_object(mine, gathered, dst=0)
     return gathered if info.is_main else []
