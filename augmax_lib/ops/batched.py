@@ -41,11 +41,13 @@ def apply_ops(x: torch.Tensor, groups: list[torch.Tensor | None], local_index: t
 
     Images in no group pass through unchanged. Differentiable with respect to a float ``x`` and ``value``.
     """
-    out = x
+    out = None
     for g, idx in enumerate(groups):
         if idx is None:
             continue
         sub = run_kernel_group(x.index_select(0, idx), g, local_index.index_select(0, idx),
                                value.index_select(0, idx))
-        out = out.index_copy(0, idx, sub)
-    return out
+        # One copy of the batch per step, then each group written in place (autograd-safe on a clone).
+        out = x.clone() if out is None else out
+        out.index_copy_(0, idx, sub)
+    return x if out is None else out

@@ -63,9 +63,14 @@ def warp_affine(x: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
     # grid_sample's zero padding do both in one pass.
     far = torch.tensor(-4.0, device=x.device, dtype=compute)
     # grid_sample with align_corners=False reads pixel-unit coordinate u at normalised 2u/W - 1.
-    gx = torch.where(inside, u.clamp(0.5, w - 0.5) * (2.0 / w) - 1.0, far)
-    gy = torch.where(inside, v.clamp(0.5, h - 0.5) * (2.0 / h) - 1.0, far)
-    grid = torch.stack([gx, gy], dim=-1)
+    gx = u.clamp(0.5, w - 0.5) * (2.0 / w) - 1.0
+    gy = v.clamp(0.5, h - 0.5) * (2.0 / h) - 1.0
+    if torch.is_grad_enabled() and gx.requires_grad:
+        grid = torch.stack([torch.where(inside, gx, far), torch.where(inside, gy, far)], dim=-1)
+    else:  # writing straight into the grid saves a pass over it (out= does not support autograd)
+        grid = torch.empty(*u.shape, 2, device=x.device, dtype=compute)
+        torch.where(inside, gx, far, out=grid[..., 0])
+        torch.where(inside, gy, far, out=grid[..., 1])
     out = F.grid_sample(x.to(compute), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if x.dtype == torch.uint8:
         return out.add_(_TRUNCATION_SLACK).floor_().clamp_(0, 255).to(torch.uint8)
