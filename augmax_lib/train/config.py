@@ -150,7 +150,7 @@ SCHEMA: dict[str, Any] = {
         "compile": _opt(False, bool, "torch.compile the model"),
         "log_every": _opt(50, int, "steps between progress updates (the only host syncs of a step)", minimum=1),
         "eval_every": _opt(1, int, "epochs between validations", minimum=1),
-        "select_metric": _opt("val_acc", str, "metric for the best checkpoint (higher is better)",
+        "select_metric": _opt("val_acc", str, "metric of the best checkpoint: val_acc (highest) or val_loss (lowest)",
                               choices=("val_acc", "val_loss")),
         "progress": _opt(True, bool, "show tqdm progress bars"),
     },

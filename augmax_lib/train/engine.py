@@ -177,6 +177,9 @@ def _build_lazy_data(config, full, info, device, local_batch) -> TrainData:
         parts += [Subset(part, range(len(part))) for part in extended.parts[1:]]
         source = extended.source
     train_set = ConcatDataset(parts) if len(parts) > 1 else parts[0]
+    if len(train_set) // info.world_size < local_batch:
+        raise ConfigError(f"train.batch_size: {t['batch_size']} is larger than the {len(train_set)} training "
+                          f"images (per process: {len(train_set) // info.world_size}); lower it")
     val = None
     if d["val_size"]:
         eval_view = data_lib.FolderSet(full.folder, data_lib.imagenet_transform(train=False, size=size,
