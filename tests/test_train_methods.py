@@ -2,8 +2,6 @@
 and the pixel attack of PGDAT/FAT matches a hand-computed step on a linear model."""
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch

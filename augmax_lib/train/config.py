@@ -65,7 +65,7 @@ _AUGMAX_ATTACK = {
     "lam": _opt(10.0, float, "weight of the Jensen-Shannon consistency (Lambda)", minimum=0.0),
 }
 _PGD = {
-    "eps": _opt(8 / 255, float, "L-infinity radius of the pixel attack (fractions like 8/255 are accepted)", minimum=0.0),
+    "eps": _opt(8 / 255, float, "L-infinity radius of the pixel attack (fractions like 8/255 work)", minimum=0.0),
     "step_size": _opt(2 / 255, float, "PGD step size", minimum=0.0),
     "steps": _opt(10, int, "PGD steps", minimum=0),
     "random_start": _opt(True, bool, "start from a uniform point in the eps-ball (Madry et al.)"),

@@ -18,10 +18,8 @@ import csv
 import io
 import json
 import math
-import os
 import platform
 import subprocess
-import sys
 import time
 import warnings
 from dataclasses import dataclass
