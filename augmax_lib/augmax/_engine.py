@@ -40,8 +40,8 @@ class AugMaxResult:
 
 
 @contextlib.contextmanager
-def attack_mode(model: nn.Module):
-    """Eval mode, no parameter gradients, BN route "A" and autograd on; every module's mode and every
+def attack_mode(model: nn.Module, which: str = "A"):
+    """Eval mode, no parameter gradients, BN route ``which`` and autograd on; every module's mode and every
     parameter's ``requires_grad`` come back on exit, also when the body raises."""
     modes = [(module, module.training) for module in model.modules()]
     flags = [(param, param.requires_grad) for param in model.parameters()]
@@ -49,7 +49,7 @@ def attack_mode(model: nn.Module):
         model.eval()
         for param, _ in flags:
             param.requires_grad_(False)
-        with route(model, "A"), torch.enable_grad():
+        with route(model, which), torch.enable_grad():
             yield model
     finally:
         for module, training in modes:

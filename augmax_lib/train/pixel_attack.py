@@ -13,7 +13,6 @@ images must pass through the layers the evaluation uses. Mode, gradients flags a
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Optional
 
 import torch
@@ -21,27 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from augmax_lib._checks import check_generator, check_images, to_float
-from augmax_lib.norm import route
+# The same eval-mode, no-parameter-gradient context the AugMax attacks use, with the route as argument.
+from augmax_lib.augmax._engine import attack_mode as frozen_eval
 
 __all__ = ["pgd_linf", "frozen_eval"]
-
-
-@contextlib.contextmanager
-def frozen_eval(model: nn.Module, which: str = "M"):
-    """Eval mode, no parameter gradients, norm route ``which``; restores each module's mode and flag on exit."""
-    modes = [(module, module.training) for module in model.modules()]
-    flags = [(param, param.requires_grad) for param in model.parameters()]
-    try:
-        model.eval()
-        for param, _ in flags:
-            param.requires_grad_(False)
-        with route(model, which), torch.enable_grad():
-            yield model
-    finally:
-        for module, training in modes:
-            module.training = training
-        for param, flag in flags:
-            param.requires_grad_(flag)
 
 
 def pgd_linf(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 8 / 255, step_size: float = 2 / 255,
