@@ -9,9 +9,7 @@ import argparse
 import datetime
 import io
 import json
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from contextlib import redirect_stdout
@@ -21,26 +19,14 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from _env import commit, device_name  # noqa: E402
 from augmax_lib.augmix import augmix  # noqa: E402
 from reference.pil_augmix import augmix_one  # noqa: E402
 
 CASES = [(256, 32), (1024, 32), (256, 224)]
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} thread(s)"
 
 
 def timed(fn, device, repeats: int, warmup: int = 2) -> float:

@@ -18,7 +18,6 @@ import io
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -30,6 +29,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _env import commit  # noqa: E402
 from augmax_lib.corruptions import ALL_CORRUPTIONS, CORRUPTIONS, EXTRA_CORRUPTIONS, corrupt  # noqa: E402
 
 IMAGES_PER_SEVERITY = 10000
@@ -132,14 +132,6 @@ def check_jpeg(x: torch.Tensor, device: torch.device) -> str:
     return "\n".join(lines)
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
-    except Exception:
-        return "unknown"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=2000, help="images per timed call (default 2000)")
@@ -161,7 +153,7 @@ def main(argv=None) -> int:
     out = []
     say = out.append
     say(f"# Corruption speed ({datetime.datetime.now().isoformat(timespec='seconds')})")
-    say(f"commit {git_commit()}, torch {torch.__version__}, python {platform.python_version()}, "
+    say(f"commit {commit()}, torch {torch.__version__}, python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, images: {source}, batch {args.n}, "
         f"load average at start {os.getloadavg()[0]:.1f} (other work on the machine slows every number)")
     for dev_name in devices:

@@ -20,9 +20,7 @@ import argparse
 import contextlib
 import datetime
 import io
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from contextlib import redirect_stdout
@@ -32,27 +30,15 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
+from _env import commit, device_name  # noqa: E402
 from augmax_lib.data import DeviceLoader, make_synthetic  # noqa: E402
 from augmax_lib.models import build_model  # noqa: E402
 from augmax_lib.norm import route  # noqa: E402
 from augmax_lib.train.config import validate  # noqa: E402
 from augmax_lib.train.methods import StepContext, get_step  # noqa: E402
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} thread(s)"
 
 
 def sync(device):
