@@ -1,6 +1,8 @@
 """Per-image ops on a batch: images are grouped by the kernel they drew and each kernel runs once."""
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .registry import KERNEL_GROUPS, op_group, run_kernel_group
@@ -8,8 +10,12 @@ from .registry import KERNEL_GROUPS, op_group, run_kernel_group
 __all__ = ["op_tables", "group_by_kernel", "apply_ops"]
 
 
+@functools.lru_cache(maxsize=64)
 def op_tables(ops: tuple[str, ...], device) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each op of ``ops``: its kernel group and its index inside its family, as tensors on ``device``."""
+    """For each op of ``ops``: its kernel group and its index inside its family, as tensors on ``device``.
+
+    Cached per (ops, device): a host-to-device copy per batch would stall a CUDA stream.
+    """
     pairs = [op_group(name) for name in ops]
     group = torch.tensor([g for g, _ in pairs], dtype=torch.long, device=device)
     local = torch.tensor([i for _, i in pairs], dtype=torch.long, device=device)

@@ -15,7 +15,6 @@ ENHANCE_OPS = ("color", "contrast", "brightness", "sharpness")
 
 # ITU-R 601-2 luma in PIL's 16-bit fixed point: L = (19595 R + 38470 G + 7471 B + 2^15) >> 16.
 _LUMA_FIXED = (19595, 38470, 7471)
-_SMOOTH = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]])  # ImageFilter.SMOOTH, /13
 
 
 def grayscale(x: torch.Tensor) -> torch.Tensor:
@@ -26,8 +25,10 @@ def grayscale(x: torch.Tensor) -> torch.Tensor:
         r, g, b = x.int().unbind(1)
         luma = (r * _LUMA_FIXED[0] + g * _LUMA_FIXED[1] + b * _LUMA_FIXED[2] + 32768) >> 16
         return luma.unsqueeze(1).to(torch.uint8)
-    w = torch.tensor(_LUMA_FIXED, dtype=x.dtype, device=x.device) / 65536.0
-    return (x * w.view(1, 3, 1, 1)).sum(1, keepdim=True)
+    # Scalar weights: no host-to-device copy per call.
+    r, g, b = x.unbind(1)
+    luma = r * (_LUMA_FIXED[0] / 65536.0) + g * (_LUMA_FIXED[1] / 65536.0) + b * (_LUMA_FIXED[2] / 65536.0)
+    return luma.unsqueeze(1)
 
 
 def _smooth(x: torch.Tensor) -> torch.Tensor:
@@ -35,7 +36,9 @@ def _smooth(x: torch.Tensor) -> torch.Tensor:
     n, c, h, w = x.shape
     if h < 3 or w < 3:
         return x
-    kernel = _SMOOTH.to(device=x.device, dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
+    # ImageFilter.SMOOTH = [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13, built on the device (no host copy).
+    kernel = torch.ones(3, 3, device=x.device, dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
+    kernel[1, 1] = 5.0
     src = x.to(kernel.dtype).reshape(n * c, 1, h, w)
     inner = F.conv2d(src, kernel.view(1, 1, 3, 3)).view(n, c, h - 2, w - 2)
     if x.dtype == torch.uint8:

@@ -61,7 +61,7 @@ def warp_affine(x: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
     # PIL clamps the four neighbours to the border inside the image and gives black outside it.
     # Clamping inside points to the outer pixel centres and sending outside points far away lets
     # grid_sample's zero padding do both in one pass.
-    far = torch.tensor(-4.0, device=x.device, dtype=compute)
+    far = torch.full((), -4.0, device=x.device, dtype=compute)  # a fill on the device, not a host copy
     # grid_sample with align_corners=False reads pixel-unit coordinate u at normalised 2u/W - 1.
     gx = u.clamp(0.5, w - 0.5) * (2.0 / w) - 1.0
     gy = v.clamp(0.5, h - 0.5) * (2.0 / h) - 1.0
