@@ -57,21 +57,30 @@ def warp_affine(x: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
     _, _, h, w = x.shape
     compute = torch.float64 if x.dtype == torch.float64 else torch.float32
     u, v = _sample_points(coeffs, h, w, compute)
-    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
     # PIL clamps the four neighbours to the border inside the image and gives black outside it.
     # Clamping inside points to the outer pixel centres and sending outside points far away lets
     # grid_sample's zero padding do both in one pass.
-    far = torch.full((), -4.0, device=x.device, dtype=compute)  # a fill on the device, not a host copy
     # grid_sample with align_corners=False reads pixel-unit coordinate u at normalised 2u/W - 1.
-    gx = u.clamp(0.5, w - 0.5) * (2.0 / w) - 1.0
-    gy = v.clamp(0.5, h - 0.5) * (2.0 / h) - 1.0
-    if torch.is_grad_enabled() and gx.requires_grad:
+    if torch.is_grad_enabled() and u.requires_grad:
+        inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        far = torch.full((), -4.0, device=x.device, dtype=compute)  # a fill on the device, not a host copy
+        gx = u.clamp(0.5, w - 0.5) * (2.0 / w) - 1.0
+        gy = v.clamp(0.5, h - 0.5) * (2.0 / h) - 1.0
         grid = torch.stack([torch.where(inside, gx, far), torch.where(inside, gy, far)], dim=-1)
-    else:  # writing straight into the grid saves a pass over it (out= does not support autograd)
+    else:
+        # The same in place and straight into the grid: on a CPU these passes are memory-bound and
+        # cost as much as the sampling itself.
+        inside = u.ge(0)
+        inside &= u.lt(w)
+        inside &= v.ge(0)
+        inside &= v.lt(h)
+        outside = inside.logical_not_()
         grid = torch.empty(*u.shape, 2, device=x.device, dtype=compute)
-        torch.where(inside, gx, far, out=grid[..., 0])
-        torch.where(inside, gy, far, out=grid[..., 1])
+        for k, (coord, size) in enumerate(((u, w), (v, h))):
+            coord.clamp_(0.5, size - 0.5).mul_(2.0 / size).sub_(1.0).masked_fill_(outside, -4.0)
+            grid[..., k] = coord
     out = F.grid_sample(x.to(compute), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if x.dtype == torch.uint8:
-        return out.add_(_TRUNCATION_SLACK).floor_().clamp_(0, 255).to(torch.uint8)
+        # Bilinear weights are a convex combination of 0..255, so truncating is PIL's (UINT8) cast.
+        return out.add_(_TRUNCATION_SLACK).to(torch.uint8)
     return out.to(x.dtype)

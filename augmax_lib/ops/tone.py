@@ -24,72 +24,72 @@ def level_index(x: torch.Tensor) -> torch.Tensor:
 
 
 def histograms(levels: torch.Tensor) -> torch.Tensor:
-    """Per-image, per-channel 256-bin histograms (N, C, 256) int64 of ``level_index`` output."""
+    """Per-image, per-channel 256-bin histograms (N, C, 256) int32 of ``level_index`` output."""
     n, c, _ = levels.shape
-    hist = torch.zeros(n, c, _LEVELS, dtype=torch.int64, device=levels.device)
+    hist = torch.zeros(n, c, _LEVELS, dtype=torch.int32, device=levels.device)
     # An expanded ones tensor costs no memory; bincount would sync with the host on CUDA.
-    return hist.scatter_add_(2, levels, torch.ones(1, 1, 1, dtype=torch.int64, device=levels.device).expand_as(levels))
+    return hist.scatter_add_(2, levels, torch.ones(1, 1, 1, dtype=torch.int32, device=levels.device).expand_as(levels))
 
 
 def _first_last_nonzero(hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     nonzero = hist > 0
-    levels = torch.arange(_LEVELS, device=hist.device)
+    levels = torch.arange(_LEVELS, device=hist.device, dtype=torch.int32)
     lo = torch.where(nonzero, levels, _LEVELS).amin(-1)
     hi = torch.where(nonzero, levels, -1).amax(-1)
     return lo, hi
 
 
-def _autocontrast_lut(hist: torch.Tensor) -> torch.Tensor:
+# The tables are built as uint8 (every entry is a grey level): a quarter or less of the memory
+# traffic of int64 tables, which on a CPU costs about as much as the lookups themselves.
+
+def _autocontrast_lut(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     # PIL: scale = 255 / (hi - lo), offset = -lo * scale, lut[i] = int(i * scale + offset), clipped.
-    lo, hi = _first_last_nonzero(hist)
-    dtype = torch.float64 if hist.device.type != "mps" else torch.float32
+    dtype = torch.float64 if lo.device.type != "mps" else torch.float32
     span = (hi - lo).clamp(min=1).to(dtype)
     # tensor / tensor: `255.0 / span` would multiply by a rounded reciprocal and miss PIL's lut.
     scale = (torch.full_like(span, 255.0) / span).unsqueeze(-1)
     offset = -lo.to(dtype).unsqueeze(-1) * scale
-    levels = torch.arange(_LEVELS, device=hist.device, dtype=dtype)
-    lut = torch.trunc(levels * scale + offset).clamp(0, 255).long()
-    identity = torch.arange(_LEVELS, device=hist.device).expand_as(lut)
+    levels = torch.arange(_LEVELS, device=lo.device, dtype=dtype)
+    lut = torch.trunc(levels * scale + offset).clamp_(0, 255).to(torch.uint8)
+    identity = torch.arange(_LEVELS, device=lo.device, dtype=torch.uint8)
     return torch.where((hi <= lo).unsqueeze(-1), identity, lut)
 
 
-def _equalize_lut(hist: torch.Tensor) -> torch.Tensor:
+def _equalize_lut(hist: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     # PIL: step = (count - count of the last non-empty bin) // 255; lut[i] = (step // 2 + cdf_excl[i]) // step.
-    _, hi = _first_last_nonzero(hist)
-    total = hist.sum(-1)
-    last = hist.gather(-1, hi.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    total = hist.sum(-1, dtype=torch.int32)
+    last = hist.gather(-1, hi.clamp(min=0).long().unsqueeze(-1)).squeeze(-1)
     step = (total - last) // 255
-    cdf_excl = hist.cumsum(-1) - hist
-    lut = ((step // 2).unsqueeze(-1) + cdf_excl) // step.clamp(min=1).unsqueeze(-1)
-    identity = torch.arange(_LEVELS, device=hist.device).expand_as(lut)
-    return torch.where((step == 0).unsqueeze(-1), identity, lut.clamp(max=255))
+    cdf_excl = hist.cumsum(-1, dtype=torch.int32) - hist
+    lut = ((step // 2).unsqueeze(-1) + cdf_excl).div_(step.clamp(min=1).unsqueeze(-1), rounding_mode="floor")
+    lut = lut.clamp_(max=255).to(torch.uint8)
+    identity = torch.arange(_LEVELS, device=hist.device, dtype=torch.uint8)
+    return torch.where((step == 0).unsqueeze(-1), identity, lut)
 
 
-def _posterize_lut(bits: torch.Tensor, shape: tuple[int, ...], device) -> torch.Tensor:
-    # PIL: keep the top `bits` bits: lut[i] = i & ~(2 ** (8 - bits) - 1).
+def _posterize_lut(bits: torch.Tensor) -> torch.Tensor:
+    # PIL: keep the top `bits` bits: lut[i] = i & ~(2 ** (8 - bits) - 1). One table per image.
     drop = (8 - bits.round().long().clamp(0, 8)).view(-1, 1, 1)
-    levels = torch.arange(_LEVELS, device=device).view(1, 1, -1)
-    return ((levels >> drop) << drop).expand(shape)
+    levels = torch.arange(_LEVELS, device=bits.device).view(1, 1, -1)
+    return ((levels >> drop) << drop).to(torch.uint8)
 
 
-def _solarize_lut(threshold: torch.Tensor, shape: tuple[int, ...], device) -> torch.Tensor:
-    # PIL: lut[i] = i if i < threshold else 255 - i.
-    levels = torch.arange(_LEVELS, device=device).view(1, 1, -1)
+def _solarize_lut(threshold: torch.Tensor) -> torch.Tensor:
+    # PIL: lut[i] = i if i < threshold else 255 - i. One table per image.
+    levels = torch.arange(_LEVELS, device=threshold.device).view(1, 1, -1)
     below = levels < threshold.view(-1, 1, 1)
-    return torch.where(below, levels, 255 - levels).expand(shape)
+    return torch.where(below, levels, 255 - levels).to(torch.uint8)
 
 
 def tone_luts(hist: torch.Tensor, op_index: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     """Lookup tables (N, C, 256) uint8 for each image's tone op (index into TONE_OPS) and value,
     given the images' histograms (only autocontrast and equalize read them)."""
-    n, c = hist.shape[:2]
-    shape = (n, c, _LEVELS)
-    device = hist.device
+    n = hist.shape[0]
     op = op_index.view(n, 1, 1)
-    lut = torch.where(op == 0, _autocontrast_lut(hist), _equalize_lut(hist))
-    lut = torch.where(op == 2, _posterize_lut(value, shape, device), lut)
-    lut = torch.where(op == 3, _solarize_lut(value, shape, device), lut)
-    return lut.to(torch.uint8)
+    lo, hi = _first_last_nonzero(hist)
+    lut = torch.where(op == 0, _autocontrast_lut(lo, hi), _equalize_lut(hist, hi))
+    lut = torch.where(op == 2, _posterize_lut(value), lut)
+    return torch.where(op == 3, _solarize_lut(value), lut)
 
 
 def apply_lut(x: torch.Tensor, lut: torch.Tensor, levels: torch.Tensor | None = None) -> torch.Tensor:
