@@ -9,9 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+def pytest_configure(config):
+    # `make test` runs two xdist workers on a 2-core machine: one torch thread each, since
+    # oversubscribed threads can run many times slower than one.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
 
 
 def _mirror_images(n: int) -> np.ndarray | None:

@@ -23,7 +23,6 @@ from augmax_lib.corruptions import (ALL_CORRUPTIONS, CORRUPTIONS, EXTRA_CORRUPTI
 from augmax_lib.corruptions import blur, digital, textures
 from augmax_lib.corruptions import _filters, _spatter_ops
 
-torch.set_num_threads(2)
 U8_TOL = 0.5 + 1e-3
 # float32 sums over 224x224 zoom stacks drift by a few 1e-6 with the thread count's summation
 # order; 1e-5 is still 0.003 of a grey level.
