@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ._checks import check_generator, check_images, to_float
+from ._checks import check_generator, check_images, like_input, to_float
 from .ops import OPS_AUGMIX, apply_ops, check_ops, group_by_kernel, op_tables
 
 __all__ = ["ChainParams", "level_to_value", "value_bounds", "sample_chain_params", "apply_chains",
-           "sample_chains", "sample_mixing", "mix", "augmix"]
+           "sample_chains", "sample_mixing", "mix", "augmix", "AugMix"]
 
 _MAX_DEPTH = 3  # depth=-1 draws each chain's depth uniformly from 1..3
 
@@ -214,3 +214,33 @@ def augmix(x: torch.Tensor, width: int = 3, depth: int = -1, severity: float = 3
     chains = sample_chains(x, width, depth, severity, ops, generator)
     m, w = sample_mixing(x.shape[0], width, alpha, x.device, generator)
     return mix(x, chains, m, w)
+
+
+class AugMix(torch.nn.Module):
+    """A transform in torchvision's style: AugMix on a batch (N, C, H, W) or one image (C, H, W),
+    each image with its own chains; the output keeps the input's dtype (uint8 rounds to the nearest level).
+
+    Unlike ``torchvision.transforms.v2.AugMix``, which draws one op chain per call for the whole
+    batch, every image and chain draws its own ops, levels and depth.
+    """
+
+    def __init__(self, severity: float = 3, width: int = 3, depth: int = -1, alpha: float = 1.0,
+                 ops=OPS_AUGMIX, generator: torch.Generator | None = None):
+        super().__init__()
+        _check_chain_args(width, depth, severity)
+        if not alpha > 0:
+            raise ValueError(f"alpha: expected a positive float, got {alpha!r}")
+        self.severity, self.width, self.depth, self.alpha = severity, width, depth, alpha
+        self.ops = check_ops(ops)
+        self.generator = generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        single = isinstance(x, torch.Tensor) and x.dim() == 3
+        batch = x.unsqueeze(0) if single else x
+        out = augmix(batch, self.width, self.depth, self.severity, self.ops, self.alpha, self.generator)
+        out = like_input(out, x.dtype)
+        return out.squeeze(0) if single else out
+
+    def extra_repr(self) -> str:
+        return (f"severity={self.severity}, width={self.width}, depth={self.depth}, alpha={self.alpha}, "
+                f"ops={len(self.ops)} ops")

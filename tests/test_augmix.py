@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from scipy import stats
 
-from augmax_lib.augmix import (apply_chains, augmix, mix, sample_chain_params, sample_chains,
+from augmax_lib.augmix import (AugMix, apply_chains, augmix, mix, sample_chain_params, sample_chains,
                                sample_mixing, value_bounds)
 from augmax_lib.ops import OPS_ALL, OPS_AUGMIX
 from reference.pil_augmix import pil_op, sample_value
@@ -174,6 +174,21 @@ def test_mix_shape_errors():
         mix(x, torch.zeros(3, 2, 3, 4, 5), torch.zeros(2), torch.zeros(2, 3))
     with pytest.raises(ValueError, match="w: expected"):
         mix(x, torch.zeros(3, 2, 3, 4, 4), torch.zeros(2), torch.zeros(2, 2))
+
+
+def test_transform_keeps_dtype_takes_single_images_and_equals_the_function():
+    x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    out = AugMix(generator=_gen(14))(x)
+    ref = augmix(x, generator=_gen(14))
+    assert out.dtype == torch.uint8 and out.shape == x.shape
+    # uint8 output is the float AugMix image rounded to the nearest of the 256 levels
+    assert (out.float() - ref * 255).abs().max() <= 0.5 + 1e-3
+    single = AugMix(generator=_gen(15))(x[0])
+    assert single.shape == x[0].shape and torch.equal(single, AugMix(generator=_gen(15))(x[:1])[0])
+    xf = x.float() / 255
+    torch.testing.assert_close(AugMix(generator=_gen(16))(xf), augmix(xf, generator=_gen(16)))
+    with pytest.raises(ValueError, match="width"):
+        AugMix(width=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
