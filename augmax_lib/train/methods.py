@@ -39,7 +39,7 @@ from augmax_lib.losses import augmax_loss, augmix_loss
 from augmax_lib.norm import route
 from augmax_lib.ops import OPS_ALL, OPS_AUGMIX
 
-from .pixel_attack import pgd_linf
+from ..pgd import pgd_linf
 
 __all__ = ["StepContext", "StepResult", "STEPS", "get_step", "training_routes", "OP_SETS"]
 

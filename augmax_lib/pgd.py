@@ -1,4 +1,4 @@
-"""L-infinity PGD on pixels for adversarial training (PGDAT) and its early-stopped form (FAT).
+"""L-infinity PGD on pixels: adversarial training (PGDAT), its early-stopped form (FAT), and PGD accuracy.
 
 PGD (Madry et al. 2018): start at a uniform point of the eps-ball around ``x`` (or at ``x``), take
 ``steps`` signed-gradient ascent steps of ``step_size`` on the cross-entropy, project onto the ball
@@ -28,11 +28,12 @@ __all__ = ["pgd_linf", "frozen_eval"]
 
 def pgd_linf(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 8 / 255, step_size: float = 2 / 255,
              steps: int = 10, random_start: bool = True, tau: Optional[int] = None,
-             generator: Optional[torch.Generator] = None) -> torch.Tensor:
+             generator: Optional[torch.Generator] = None, start: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Adversarial images within ``eps`` (L-infinity) of ``x``, in [0, 1]; ``tau`` turns on FAT early stopping.
 
     ``x`` (N, C, H, W) uint8 or float in [0, 1]; returns float32, detached. The random start is drawn
-    from ``generator`` on ``x``'s device.
+    from ``generator`` on ``x``'s device, unless ``start`` gives the initial perturbation (clipped to
+    the ball), e.g. one drawn per image so that results do not depend on the batch size.
     """
     check_images(x, "x")
     n = x.shape[0]
@@ -47,7 +48,12 @@ def pgd_linf(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 8 
         raise ValueError(f"tau: expected None (plain PGD) or an int >= 1, got {tau!r}")
     check_generator(generator, x.device)
     x = to_float(x).float().detach()
-    if random_start and eps > 0:
+    if start is not None:
+        if not isinstance(start, torch.Tensor) or start.shape != x.shape:
+            got = tuple(start.shape) if isinstance(start, torch.Tensor) else type(start).__name__
+            raise ValueError(f"start: expected a perturbation of shape {tuple(x.shape)}, got {got}")
+        x_adv = (x + start.to(x.device, x.dtype).clamp(-eps, eps)).clamp_(0.0, 1.0)
+    elif random_start and eps > 0:
         noise = torch.rand(x.shape, device=x.device, generator=generator)
         x_adv = (x + (2 * noise - 1) * eps).clamp_(0.0, 1.0)
     else:
