@@ -10,6 +10,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..norm import make_norm
+from ._parts import check_stem_stride, projection, residual_stages
 
 __all__ = ["CifarResNet", "BasicBlock", "resnet18"]
 
@@ -23,10 +24,8 @@ class BasicBlock(nn.Module):
         self.bn1 = make_norm(norm, planes, instance_site)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = make_norm(norm, planes)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
-                                          make_norm(norm, planes))
+        # An empty Sequential is the identity and adds no keys, as in the reference.
+        self.shortcut = projection(in_planes, planes, stride, norm) or nn.Sequential()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -42,19 +41,13 @@ class CifarResNet(nn.Module):
         super().__init__()
         if len(blocks_per_stage) != 4:
             raise ValueError(f"blocks_per_stage: expected four stage lengths, got {blocks_per_stage!r}")
-        if stem_stride not in (1, 2):
-            raise ValueError(f"stem_stride: expected 1 (32x32 CIFAR) or 2 (64x64 Tiny-ImageNet), got {stem_stride!r}")
+        check_stem_stride(stem_stride)
         self.conv1 = nn.Conv2d(3, width, 3, stride=stem_stride, padding=1, bias=False)
         self.bn1 = make_norm(norm, width)
-        in_planes = width
-        for stage, num_blocks in enumerate(blocks_per_stage):
-            planes = width * 2 ** stage
-            blocks = []
-            for index in range(num_blocks):
-                stride = 2 if stage > 0 and index == 0 else 1
-                blocks.append(BasicBlock(in_planes, planes, stride, norm, instance_site=stage < instance_stages))
-                in_planes = planes
-            self.add_module(f"layer{stage + 1}", nn.Sequential(*blocks))
+        stages, in_planes = residual_stages(lambda i, p, s, site: BasicBlock(i, p, s, norm, site),
+                                            blocks_per_stage, width, width, 1, instance_stages)
+        for k, stage in enumerate(stages):
+            self.add_module(f"layer{k + 1}", stage)
         self.linear = nn.Linear(in_planes, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

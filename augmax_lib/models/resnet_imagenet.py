@@ -10,14 +10,9 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..norm import make_norm
+from ._parts import projection, residual_stages
 
 __all__ = ["ImageNetResNet", "BasicBlock", "Bottleneck", "resnet18_imagenet", "resnet50_imagenet"]
-
-
-def _downsample(in_planes: int, out_planes: int, stride: int, norm: str):
-    if stride == 1 and in_planes == out_planes:
-        return None
-    return nn.Sequential(nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False), make_norm(norm, out_planes))
 
 
 class BasicBlock(nn.Module):
@@ -31,7 +26,7 @@ class BasicBlock(nn.Module):
         self.bn1 = make_norm(norm, planes, instance_site)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = make_norm(norm, planes)
-        self.downsample = _downsample(in_planes, planes, stride, norm)
+        self.downsample = projection(in_planes, planes, stride, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -54,7 +49,7 @@ class Bottleneck(nn.Module):
         self.bn2 = make_norm(norm, planes)
         self.conv3 = nn.Conv2d(planes, out_planes, 1, bias=False)
         self.bn3 = make_norm(norm, out_planes)
-        self.downsample = _downsample(in_planes, out_planes, stride, norm)
+        self.downsample = projection(in_planes, out_planes, stride, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -74,15 +69,10 @@ class ImageNetResNet(nn.Module):
             raise ValueError(f"blocks_per_stage: expected four stage lengths, got {blocks_per_stage!r}")
         self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
         self.bn1 = make_norm(norm, width)
-        in_planes = width
-        for stage, num_blocks in enumerate(blocks_per_stage):
-            planes = width * 2 ** stage
-            blocks = []
-            for index in range(num_blocks):
-                stride = 2 if stage > 0 and index == 0 else 1
-                blocks.append(block(in_planes, planes, stride, norm, instance_site=stage < instance_stages))
-                in_planes = planes * block.expansion
-            self.add_module(f"layer{stage + 1}", nn.Sequential(*blocks))
+        stages, in_planes = residual_stages(lambda i, p, s, site: block(i, p, s, norm, site),
+                                            blocks_per_stage, width, width, block.expansion, instance_stages)
+        for k, stage in enumerate(stages):
+            self.add_module(f"layer{k + 1}", stage)
         self.fc = nn.Linear(in_planes, num_classes)
         # torchvision's initialisation: He-normal convs (fan_out, relu), unit/zero norms, default head.
         for module in self.modules():

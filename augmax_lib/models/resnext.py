@@ -13,6 +13,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..norm import make_norm
+from ._parts import check_stem_stride, projection, residual_stages
 
 __all__ = ["CifarResNeXt", "ResNeXtBottleneck", "resnext29"]
 
@@ -33,10 +34,7 @@ class ResNeXtBottleneck(nn.Module):
         self.bn = make_norm(norm, inner)
         self.conv_expand = nn.Conv2d(inner, out_planes, 1, bias=False)
         self.bn_expand = make_norm(norm, out_planes)
-        self.downsample = None
-        if stride != 1 or in_planes != out_planes:
-            self.downsample = nn.Sequential(nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False),
-                                            make_norm(norm, out_planes))
+        self.downsample = projection(in_planes, out_planes, stride, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn_reduce(self.conv_reduce(x)))
@@ -52,23 +50,17 @@ class CifarResNeXt(nn.Module):
     def __init__(self, depth: int = 29, cardinality: int = 4, base_width: int = 32, num_classes: int = 10,
                  norm: str = "bn", width: int = 64, instance_stages: int = 2, stem_stride: int = 1):
         super().__init__()
-        if stem_stride not in (1, 2):
-            raise ValueError(f"stem_stride: expected 1 (32x32 CIFAR) or 2 (64x64 Tiny-ImageNet), got {stem_stride!r}")
+        check_stem_stride(stem_stride)
         if (depth - 2) % 9 != 0:
             raise ValueError(f"depth: expected 9n + 2 (e.g. 29, 38), got {depth!r}")
         num_blocks = (depth - 2) // 9
         self.conv_1_3x3 = nn.Conv2d(3, width, 3, stride=stem_stride, padding=1, bias=False)
         self.bn_1 = make_norm(norm, width)
-        in_planes = width
-        for stage in range(3):
-            planes = width * 2 ** stage
-            blocks = []
-            for index in range(num_blocks):
-                stride = 2 if stage > 0 and index == 0 else 1
-                blocks.append(ResNeXtBottleneck(in_planes, planes, cardinality, base_width, stride, norm,
-                                                instance_site=stage < instance_stages))
-                in_planes = planes * ResNeXtBottleneck.expansion
-            self.add_module(f"stage_{stage + 1}", nn.Sequential(*blocks))
+        stages, in_planes = residual_stages(
+            lambda i, p, s, site: ResNeXtBottleneck(i, p, cardinality, base_width, s, norm, site),
+            (num_blocks,) * 3, width, width, ResNeXtBottleneck.expansion, instance_stages)
+        for k, stage in enumerate(stages):
+            self.add_module(f"stage_{k + 1}", stage)
         self.classifier = nn.Linear(in_planes, num_classes)
         # The reference's initialisation: He-normal convs (fan_out), unit/zero norms, He-normal head, zero bias.
         for module in self.modules():

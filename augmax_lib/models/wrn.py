@@ -12,6 +12,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..norm import make_norm
+from ._parts import check_stem_stride
 
 __all__ = ["WideResNet", "PreActBlock", "wrn40_2"]
 
@@ -66,8 +67,7 @@ class WideResNet(nn.Module):
     def __init__(self, depth: int = 40, widen_factor: int = 2, num_classes: int = 10, norm: str = "bn",
                  width: int = 16, drop_rate: float = 0.0, instance_groups: int = 2, stem_stride: int = 1):
         super().__init__()
-        if stem_stride not in (1, 2):
-            raise ValueError(f"stem_stride: expected 1 (32x32 CIFAR) or 2 (64x64 Tiny-ImageNet), got {stem_stride!r}")
+        check_stem_stride(stem_stride)
         if (depth - 4) % 6 != 0:
             raise ValueError(f"depth: expected 6n + 4 (e.g. 16, 28, 40), got {depth!r}")
         num_blocks = (depth - 4) // 6
