@@ -128,21 +128,16 @@ def test_cifar100_uses_fine_labels(tmp_path):
     assert len(test.classes) == 100 == len(set(CIFAR100_CLASSES)) and test.classes[0] == "apple"
 
 
-def test_cifar_batch_with_wrong_row_length_is_rejected(tmp_path):
+@pytest.mark.parametrize("rows, labels, match", [
+    (np.zeros((2, 3000), np.uint8), [0, 1], r"\(N, 3072\)"),
+    (np.zeros((2, 3072), np.uint8), [0, 10], r"\[0, 10\)"),
+], ids=["wrong row length", "label out of range"])
+def test_bad_cifar_batches_are_rejected(tmp_path, rows, labels, match):
     folder = tmp_path / "cifar-10-batches-py"
     _write_cifar_batches(folder, {"test_batch": 2}, "labels", 10)
     with open(folder / "test_batch", "wb") as f:
-        pickle.dump({"data": np.zeros((2, 3000), np.uint8), "labels": [0, 1]}, f)
-    with pytest.raises(DataFormatError, match=r"\(N, 3072\)"):
-        load_dataset("cifar10", "test", root=tmp_path)
-
-
-def test_cifar_batch_with_label_out_of_range_is_rejected(tmp_path):
-    folder = tmp_path / "cifar-10-batches-py"
-    _write_cifar_batches(folder, {"test_batch": 2}, "labels", 10)
-    with open(folder / "test_batch", "wb") as f:
-        pickle.dump({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]}, f)
-    with pytest.raises(DataFormatError, match=r"\[0, 10\)"):
+        pickle.dump({"data": rows, "labels": labels}, f)
+    with pytest.raises(DataFormatError, match=match):
         load_dataset("cifar10", "test", root=tmp_path)
 
 

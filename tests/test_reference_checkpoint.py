@@ -66,6 +66,12 @@ def test_every_listed_value_lands_under_its_name(name):
         assert torch.equal(getattr(module, leaf), value), key
 
 
+def _np_batchnorm_eval(x: torch.Tensor, state, prefix: str) -> np.ndarray:
+    """Eval-mode BatchNorm in numpy with the running statistics and affine parameters under ``prefix``."""
+    bn = {k: _np(state[prefix + k])[None, :, None, None] for k in ("weight", "bias", "running_mean", "running_var")}
+    return (_np(x) - bn["running_mean"]) / np.sqrt(bn["running_var"] + EPS) * bn["weight"] + bn["bias"]
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_dubin_halves_use_the_right_parameters(name):
     state = random_reference_state(name, seed=1)
@@ -84,10 +90,7 @@ def test_dubin_halves_use_the_right_parameters(name):
         with torch.no_grad(), route(model, which):
             y = layer(x)
         np.testing.assert_allclose(_np(y[:, :half]), expected_in, rtol=1e-4, atol=1e-4)
-        bn = {k: _np(state[f"{prefix}BN.bn.{index}.{k}"])[None, :, None, None]
-              for k in ("weight", "bias", "running_mean", "running_var")}
-        expected_bn = ((_np(x[:, half:]) - bn["running_mean"]) / np.sqrt(bn["running_var"] + EPS) * bn["weight"]
-                       + bn["bias"])
+        expected_bn = _np_batchnorm_eval(x[:, half:], state, f"{prefix}BN.bn.{index}.")
         np.testing.assert_allclose(_np(y[:, half:]), expected_bn, rtol=1e-5, atol=1e-5)
     # Changing every BN entry of the layer leaves the first half untouched.
     altered = OrderedDict(state)
@@ -109,12 +112,9 @@ def test_route_a_uses_the_bn1_statistics(name):
     channels = state[prefix + "bn.0.weight"].shape[0]
     x = torch.randn(2, channels, 3, 3, generator=torch.Generator().manual_seed(4))
     for which, index in (("M", 0), ("A", 1)):
-        bn = {k: _np(state[f"{prefix}bn.{index}.{k}"])[None, :, None, None]
-              for k in ("weight", "bias", "running_mean", "running_var")}
         with torch.no_grad(), route(model, which):
             y = layer(x)
-        expected = (_np(x) - bn["running_mean"]) / np.sqrt(bn["running_var"] + EPS) * bn["weight"] + bn["bias"]
-        np.testing.assert_allclose(_np(y), expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(_np(y), _np_batchnorm_eval(x, state, f"{prefix}bn.{index}."), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -39,3 +39,11 @@ def residual_stages(make_block: Callable[..., nn.Module], blocks_per_stage, in_p
             in_planes = planes * expansion
         stages.append(nn.Sequential(*blocks))
     return stages, in_planes
+
+
+def init_convs_he_fan_out(model: nn.Module) -> None:
+    """He-normal initialisation of every convolution, std sqrt(2 / (k * k * out_channels)), as the
+    reference's CIFAR models and torchvision's ResNets do (norm layers keep their unit/zero defaults)."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

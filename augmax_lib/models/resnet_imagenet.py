@@ -10,7 +10,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..norm import make_norm
-from ._parts import projection, residual_stages
+from ._parts import init_convs_he_fan_out, projection, residual_stages
 
 __all__ = ["ImageNetResNet", "BasicBlock", "Bottleneck", "resnet18_imagenet", "resnet50_imagenet"]
 
@@ -75,9 +75,7 @@ class ImageNetResNet(nn.Module):
             self.add_module(f"layer{k + 1}", stage)
         self.fc = nn.Linear(in_planes, num_classes)
         # torchvision's initialisation: He-normal convs (fan_out, relu), unit/zero norms, default head.
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        init_convs_he_fan_out(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))

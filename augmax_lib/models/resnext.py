@@ -13,7 +13,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..norm import make_norm
-from ._parts import check_stem_stride, projection, residual_stages
+from ._parts import check_stem_stride, init_convs_he_fan_out, projection, residual_stages
 
 __all__ = ["CifarResNeXt", "ResNeXtBottleneck", "resnext29"]
 
@@ -63,13 +63,9 @@ class CifarResNeXt(nn.Module):
             self.add_module(f"stage_{k + 1}", stage)
         self.classifier = nn.Linear(in_planes, num_classes)
         # The reference's initialisation: He-normal convs (fan_out), unit/zero norms, He-normal head, zero bias.
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels
-                nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out))
-            elif isinstance(module, nn.Linear):
-                nn.init.kaiming_normal_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_convs_he_fan_out(self)
+        nn.init.kaiming_normal_(self.classifier.weight)
+        nn.init.zeros_(self.classifier.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn_1(self.conv_1_3x3(x)))

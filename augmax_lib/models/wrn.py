@@ -5,14 +5,13 @@ Stem ``conv1`` (16 channels), three groups ``block{1,2,3}.layer.{0..5}`` of widt
 """
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
 from ..norm import make_norm
-from ._parts import check_stem_stride
+from ._parts import check_stem_stride, init_convs_he_fan_out
 
 __all__ = ["WideResNet", "PreActBlock", "wrn40_2"]
 
@@ -79,12 +78,8 @@ class WideResNet(nn.Module):
         self.bn1 = make_norm(norm, widths[3])
         self.fc = nn.Linear(widths[3], num_classes)
         # The reference's initialisation: He-normal convs (fan_out), unit/zero norms, zero head bias.
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels
-                nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out))
-            elif isinstance(module, nn.Linear):
-                nn.init.zeros_(module.bias)
+        init_convs_he_fan_out(self)
+        nn.init.zeros_(self.fc.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.block3(self.block2(self.block1(self.conv1(x))))
