@@ -428,32 +428,57 @@ def test_tinyimagenet_c_folders(tmp_path):
         load_tinyimagenet_c("fog", 3, root=tmp_path, classes=classes[:2])
 
 
-def test_imagenet_c_is_lazy_and_labelled(tmp_path):
+def _pil_eval_crop(data: bytes) -> np.ndarray:
+    """The reference's Resize(256) + CenterCrop(224), written in PIL: shorter side to 256 (bilinear, the long
+    side truncated as torchvision does), then the central 224x224 (offsets rounded half to even)."""
+    with Image.open(io.BytesIO(data)) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        size = (256, int(256 * h / w)) if w <= h else (int(256 * w / h), 256)
+        im = im.resize(size, Image.BILINEAR)
+        left, top = round((size[0] - 224) / 2), round((size[1] - 224) / 2)
+        return np.asarray(im.crop((left, top, left + 224, top + 224)))
+
+
+def _torchvision_eval_crop(data: bytes) -> np.ndarray:
+    """The authors' own transform (torchvision.transforms v1, as in AugMax dataloaders/imagenet.py)."""
+    from torchvision import transforms
+
+    with Image.open(io.BytesIO(data)) as im:
+        out = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224)])(im.convert("RGB"))
+        return np.asarray(out)
+
+
+def test_imagenet_c_is_lazy_labelled_and_resized_like_the_reference(tmp_path):
+    # ImageNet-C images are 224x224: the reference still resizes them to 256x256 and crops the centre.
     classes = sorted(WNIDS)
     files = _write_c_folders(tmp_path / "ImageNet-C", "contrast", 5, classes, 1, 224)
     data = load_imagenet_c("contrast", 5, root=tmp_path)
     assert isinstance(data, FolderSet) and len(data) == 3 and data.classes == classes
     x, y = data[2]
     assert x.dtype == torch.uint8 and x.shape == (3, 224, 224) and y == 2
-    assert np.array_equal(x.permute(1, 2, 0).numpy(), _pil_decode(files[(classes[2], f"{classes[2]}_0.JPEG")]))
+    raw = files[(classes[2], f"{classes[2]}_0.JPEG")]
+    got = x.permute(1, 2, 0).numpy()
+    assert np.array_equal(got, _pil_eval_crop(raw)) and np.array_equal(got, _torchvision_eval_crop(raw))
+    assert not np.array_equal(got, _pil_decode(raw))  # not the bare centre crop (a no-op at 224x224)
 
 
-def test_imagenet_folder_transforms(tmp_path):
-    rng = np.random.default_rng(0)
+@pytest.mark.parametrize("height, width", [(250, 333), (301, 260), (256, 256)])
+def test_imagenet_val_is_resize_256_then_centre_crop_224(tmp_path, height, width):
+    rng = np.random.default_rng(height)
+    raw = {}
     for cls in WNIDS:
         folder = tmp_path / "imagenet" / "val" / cls
         folder.mkdir(parents=True)
-        Image.fromarray(rng.integers(0, 256, (300, 400, 3), np.uint8)).save(folder / "a.png")
+        raw[cls] = _jpeg_bytes(rng.integers(0, 256, (height, width, 3), np.uint8))
+        (folder / "a.JPEG").write_bytes(raw[cls])
     with pytest.warns(UserWarning):
         val = load_imagenet("test", root=tmp_path)
-    x, y = val[0]
-    # Independent pipeline in PIL: shorter side to 256 (bilinear), then the central 224x224.
-    with Image.open(tmp_path / "imagenet" / "val" / sorted(WNIDS)[0] / "a.png") as im:
-        im = im.convert("RGB").resize((341, 256), Image.BILINEAR)
-        left, top = round((341 - 224) / 2), round((256 - 224) / 2)
-        ref = np.asarray(im.crop((left, top, left + 224, top + 224)))
-    assert x.shape == (3, 224, 224) and y == 0
-    assert np.abs(x.permute(1, 2, 0).numpy().astype(int) - ref.astype(int)).max() <= 1
+    x, y = val[1]
+    ref = raw[sorted(WNIDS)[1]]
+    assert x.shape == (3, 224, 224) and x.dtype == torch.uint8 and y == 1
+    assert np.array_equal(x.permute(1, 2, 0).numpy(), _pil_eval_crop(ref))
+    assert np.array_equal(x.permute(1, 2, 0).numpy(), _torchvision_eval_crop(ref))
     with pytest.raises(DatasetNotFoundError, match="imagenet"):
         load_imagenet("train", root=tmp_path)
 

@@ -26,7 +26,8 @@ def imagenet_transform(train: bool, size: int = 224, resize: int | None = 256):
     """The standard pipeline on PIL images, ending in a uint8 (3, size, size) tensor.
 
     Train: random resized crop + horizontal flip. Test: resize the short side to ``resize`` (None: no
-    resize) and centre-crop ``size``.
+    resize; PIL bilinear, the long side truncated to an integer, as torchvision's ``Resize``) and
+    centre-crop ``size``: the reference's Resize(256) + CenterCrop(224) for ImageNet and ImageNet-C.
     """
     from torchvision.transforms import v2
 
@@ -128,8 +129,10 @@ def imagenet_c_candidates(root=None) -> list:
 def load_imagenet_c(corruption: str, severity: int, root=None, classes=None, transform=None) -> FolderSet:
     """ImageNet-C images of one corruption and severity, lazily.
 
-    The release's images are already 224x224 centre crops, so the default transform only centre-crops
-    224 (a no-op on them), as Hendrycks' and AugMix's evaluations do.
+    The default transform is the clean validation set's: shorter side to 256 (PIL bilinear), then the
+    central 224x224. The release's images are already 224x224, so this upsamples them to 256x256 and
+    crops the centre, exactly as AugMax's (``dataloaders/imagenet.py``) and AugMix's (``imagenet.py``)
+    evaluations do.
     """
     candidates = imagenet_c_candidates(root)
     folder = find_corruption_folder(candidates, corruption, severity)
@@ -139,6 +142,6 @@ def load_imagenet_c(corruption: str, severity: int, root=None, classes=None, tra
             f"download the tar files of {IMAGENET_C_URL} and unpack them into {candidates[0]} (layout "
             f"<corruption>/<severity>/<wnid>/*.JPEG)", describe_root(root))
     if transform is None:
-        transform = imagenet_transform(train=False, resize=None)
+        transform = imagenet_transform(train=False)
     return FolderSet(folder, transform, classes, source=f"ImageNet-C {corruption} s{severity}",
                      name="imagenet-c", what=f"ImageNet-C ({folder})")
