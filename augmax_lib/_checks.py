@@ -3,7 +3,16 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_images", "check_per_image", "check_generator", "to_float", "like_input"]
+__all__ = ["InputError", "check_images", "check_per_image", "check_generator", "to_float", "like_input"]
+
+
+class InputError(Exception):
+    """A user's input (a file, a folder, an argument) that cannot be used; the message says which and why.
+
+    The command line prints such errors as one line without a traceback (``augmax_lib.__main__``); any other
+    exception is a bug and keeps its traceback. Error types of the library that describe bad input derive
+    from it as well as from the built-in type callers already catch (ValueError, FileNotFoundError, ...).
+    """
 
 
 def check_images(x, name: str = "x", channels: tuple[int, ...] = (1, 3)) -> None:

@@ -214,3 +214,86 @@ def test_files_with_code_objects_or_absent_files_fail_clearly(tmp_path):
         load_reference_checkpoint(path, "resnet18")
     with pytest.raises(FileNotFoundError, match="nowhere.pth"):
         load_reference_checkpoint(tmp_path / "nowhere.pth", "resnet18")
+
+
+def _randomised_reference_resnet18(num_classes, init_stride, seed):
+    """The authors' ResNet18 (transcribed) with random weights and running statistics, in eval mode."""
+    from reference.augmax_resnet18_dubin import ResNet18DuBIN
+
+    torch.manual_seed(seed)
+    net = ResNet18DuBIN(num_classes=num_classes, init_stride=init_stride)
+    with torch.no_grad():
+        for name, tensor in net.state_dict().items():
+            if name.endswith("running_var"):
+                tensor.uniform_(0.5, 1.5)
+            elif name.endswith("running_mean") or name.endswith("bias"):
+                tensor.normal_(0, 0.1)
+            elif name.endswith("weight") and tensor.dim() == 1:
+                tensor.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+def test_tiny_imagenet_checkpoint_gets_the_stride_2_stem(tmp_path):
+    ref = _randomised_reference_resnet18(200, init_stride=2, seed=11)
+    path = tmp_path / "best_SA.pth"
+    torch.save(torch.nn.DataParallel(ref).state_dict(), path)  # their key layout: every key under module.
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(12))
+    with torch.no_grad():
+        expected = ref(x)
+        for kwargs in ({"dataset": "tinyimagenet"}, {}):  # given, or told by the 200-class head
+            ours = load_reference_checkpoint(path, "resnet18", **kwargs)
+            assert ours.conv1.stride == (2, 2), kwargs
+            np.testing.assert_allclose(ours(x).numpy(), expected.numpy(), rtol=0, atol=1e-5)
+        # The same weights in a stride-1 stem load without a key error but compute something else.
+        wrong = build_model("resnet18", 200, norm="dubin").eval()
+        wrong.load_state_dict(load_reference_checkpoint(path, "resnet18").state_dict())
+        assert (wrong(x) - expected).abs().max() > 1e-3
+
+
+def test_cifar_checkpoint_keeps_the_stride_1_stem(tmp_path):
+    ref = _randomised_reference_resnet18(10, init_stride=1, seed=13)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(14))
+    state = torch.nn.DataParallel(ref).state_dict()
+    with torch.no_grad():
+        ours = load_reference_checkpoint(state, "resnet18")
+        assert ours.conv1.stride == (1, 1)
+        np.testing.assert_allclose(ours(x).numpy(), ref(x).numpy(), rtol=0, atol=1e-5)
+
+
+def test_the_data_set_is_never_guessed():
+    state = random_reference_state("resnet18")
+    state["module.linear.weight"] = torch.zeros(43, 512)
+    state["module.linear.bias"] = torch.zeros(43)
+    with pytest.raises(ReferenceCheckpointError, match="43 classes.*pass dataset="):
+        load_reference_checkpoint(state, "resnet18")
+    # Given, the data set decides the stem; the head must still fit it.
+    assert load_reference_checkpoint(state, "resnet18", 43, dataset="tinyimagenet").conv1.stride == (2, 2)
+    with pytest.raises(ReferenceCheckpointError, match="num_classes=43"):
+        load_reference_checkpoint(state, "resnet18", dataset="cifar100")
+    with pytest.raises(ValueError, match="dataset: expected one of cifar10, cifar100, tinyimagenet, imagenet"):
+        load_reference_checkpoint(state, "resnet18", dataset="tin")
+    with pytest.raises(ReferenceCheckpointError, match="a tinyimagenet model: dataset='tinyimagenet'"):
+        tin = random_reference_state("resnet18")
+        tin["module.linear.weight"], tin["module.linear.bias"] = torch.zeros(200, 512), torch.zeros(200)
+        load_reference_checkpoint(tin, "resnet18", dataset="cifar10")
+
+
+@pytest.mark.parametrize("name, other", [("resnet18", "wrn40_2"), ("wrn40_2", "resnext29")])
+def test_a_checkpoint_of_another_backbone_names_the_one_it_fits(name, other):
+    state = random_reference_state(other)
+    with pytest.raises(ReferenceCheckpointError, match=f"fit '{other}' instead: pass name='{other}'") as info:
+        load_reference_checkpoint(state, name)
+    assert info.value.fits == [other] and len(info.value.missing) > 100
+
+
+def test_files_that_are_not_checkpoints_name_the_file(tmp_path):
+    garbage = tmp_path / "notes.pth"
+    garbage.write_bytes(b"this is not a checkpoint\n" * 10)
+    path = tmp_path / "best_SA.pth"
+    torch.save(random_reference_state("resnet18"), path)
+    truncated = tmp_path / "cut.pth"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    for bad in (garbage, truncated):
+        with pytest.raises(ReferenceCheckpointError, match=re.escape(str(bad)) + ": not a readable torch checkpoint"
+                           f".*holds {bad.stat().st_size} bytes"):
+            load_reference_checkpoint(bad, "resnet18")

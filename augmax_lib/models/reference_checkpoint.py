@@ -4,7 +4,10 @@ The reference saves ``model.state_dict()`` of a DataParallel-wrapped model (``be
 starts with ``module.``) or a dict holding it under ``model`` (``latest.pth``). Our CIFAR backbones use the
 reference's module names, so a reference key is ``"module." + our key``: DuBN ``bn.0`` is route "M" and
 ``bn.1`` route "A"; DuBIN ``IN`` covers the first ``int(0.5 * C)`` channels and ``BN`` the rest. Every key
-on both sides must be used exactly once with the same shape, or the load fails naming the offenders.
+on both sides must be used exactly once with the same shape, or the load fails naming the offenders (and
+the backbone the keys do fit, if any). The stem depends on the data set: their Tiny-ImageNet (64x64) models
+use a stride-2 first convolution (``init_stride=2``), the CIFAR ones stride 1; the key layout is the same,
+so the data set must be known (given, or told by the head's class count) and is never guessed.
 """
 from __future__ import annotations
 
@@ -13,30 +16,43 @@ import pickle
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import torch
 from torch import nn
 
-from .registry import build_model
+from .._checks import InputError
+from .registry import build_model, list_models
 
-__all__ = ["ReferenceCheckpointError", "REFERENCE_PREFIX", "load_reference_checkpoint", "to_reference_state_dict"]
+__all__ = ["ReferenceCheckpointError", "REFERENCE_PREFIX", "REFERENCE_DATASETS", "load_reference_checkpoint",
+           "reference_checkpoint_dataset", "read_reference_checkpoint", "to_reference_state_dict"]
 
 REFERENCE_PREFIX = "module."
+# The data sets the authors released models for: classes of the head, stem stride of the CIFAR families
+# (their test.py: init_stride 1 for cifar10/cifar100, 2 for 'tin'; ImageNet models have their own stem).
+REFERENCE_DATASETS = {"cifar10": (10, 1), "cifar100": (100, 1), "tinyimagenet": (200, 2), "imagenet": (1000, None)}
 _SHOWN = 12  # keys listed per problem in an error message
 
 
-class ReferenceCheckpointError(ValueError):
-    """A checkpoint that does not map one to one onto the requested backbone."""
+class ReferenceCheckpointError(ValueError, InputError):
+    """A checkpoint that cannot be loaded into the requested backbone; the message says why.
+
+    ``fits``: other backbone names whose keys and shapes the checkpoint matches exactly; ``head_classes``: the
+    class count of the checkpoint's head when it differs from the model's; ``missing``/``extra``/``wrong``:
+    the offending keys.
+    """
+
+    def __init__(self, message: str, fits=(), head_classes=None, missing=(), extra=(), wrong=()):
+        super().__init__(message)
+        self.fits, self.head_classes = list(fits), head_classes
+        self.missing, self.extra, self.wrong = list(missing), list(extra), list(wrong)
 
 
-def _read_source(source) -> Mapping:
-    """The loaded object: ``source`` itself if it is a mapping, else ``torch.load`` of the file on the CPU."""
-    if isinstance(source, Mapping):
-        return source
-    if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(f"source: expected a file path or a loaded dict, got {type(source).__name__}")
-    path = Path(source)
+def read_reference_checkpoint(path) -> Mapping:
+    """``torch.load`` of a checkpoint file on the CPU with ``weights_only=True``; clear errors for bad files."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"source: expected a file path or a loaded dict, got {type(path).__name__}")
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"source: no checkpoint file at {path.resolve()}; the authors' trained models (best_SA.pth / "
@@ -45,12 +61,30 @@ def _read_source(source) -> Mapping:
         # weights_only: a checkpoint is data, never code; map_location: whatever device it was saved from.
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        if "weights only" not in str(error).lower():
+            raise _not_a_checkpoint(path, error) from error
         raise ReferenceCheckpointError(
-            f"source: {path} holds objects other than tensors and plain containers, which are not loaded "
-            f"(weights_only=True): {error}") from error
+            f"{path}: holds objects other than tensors and plain containers, which are not loaded "
+            f"(weights_only=True): {str(error).splitlines()[0]}") from error
+    except MemoryError:
+        raise
+    except Exception as error:  # a cut or foreign file fails inside torch.load in many ways; all mean the same
+        raise _not_a_checkpoint(path, error) from error
     if not isinstance(loaded, Mapping):
-        raise ReferenceCheckpointError(f"source: {path} holds a {type(loaded).__name__}, expected a state dict")
+        raise ReferenceCheckpointError(f"{path}: holds a {type(loaded).__name__}, expected a state dict")
     return loaded
+
+
+def _not_a_checkpoint(path: Path, error: Exception) -> ReferenceCheckpointError:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return ReferenceCheckpointError(
+        f"{path}: not a readable torch checkpoint ({type(error).__name__}{': ' + first if first else ''}); the "
+        f"file holds {path.stat().st_size} bytes and may be truncated or another kind of file: download it again")
+
+
+def _read_source(source) -> Mapping:
+    """The loaded object: ``source`` itself if it is a mapping, else the file read by read_reference_checkpoint."""
+    return source if isinstance(source, Mapping) else read_reference_checkpoint(source)
 
 
 def _unwrap_state_dict(obj: Mapping) -> tuple[dict, str]:
@@ -87,7 +121,36 @@ def _listing(names, limit: int = _SHOWN) -> str:
     return shown + (f" ... and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def _check_one_to_one(state: dict, model: nn.Module, prefix: str, description: str) -> None:
+def _skeleton(name: str, num_classes: int, **kwargs) -> nn.Module:
+    """The backbone's structure without memory or initialisation cost (meta tensors), for comparing keys."""
+    with torch.device("meta"):
+        return build_model(name, num_classes, norm="dubin", **kwargs)
+
+
+def _head_key(model: nn.Module) -> str:
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1] + ".weight"
+
+
+def _head_classes(state: dict, name: str):
+    """The class count of the checkpoint's head as backbone ``name`` names it, or None if it has no such head."""
+    head = state.get(_head_key(_skeleton(name, 1)))
+    return int(head.shape[0]) if isinstance(head, torch.Tensor) and head.dim() == 2 else None
+
+
+def _fitting_models(state: dict, exclude: str) -> list:
+    """Other backbones whose every key and shape the state dict matches (with its own head size)."""
+    fits = []
+    for other in list_models():
+        classes = _head_classes(state, other) if other != exclude else None
+        if classes is None:
+            continue
+        expected = _skeleton(other, classes).state_dict()
+        if set(expected) == set(state) and all(state[k].shape == v.shape for k, v in expected.items()):
+            fits.append(other)
+    return fits
+
+
+def _check_one_to_one(state: dict, model: nn.Module, prefix: str, name: str, description: str) -> None:
     """Raise naming every key that is missing, extra or wrongly shaped; pass only on an exact match."""
     expected = model.state_dict()
     missing = [prefix + k for k in expected if k not in state]
@@ -96,7 +159,10 @@ def _check_one_to_one(state: dict, model: nn.Module, prefix: str, description: s
              if k in state and state[k].shape != v.shape]
     if not (missing or extra or wrong):
         return
-    problems = []
+    problems, head_classes = [], None
+    fits = _fitting_models(state, exclude=name) if (missing or extra) else []
+    if fits:
+        problems.append(f"its keys and shapes fit {' and '.join(map(repr, fits))} instead: pass name={fits[0]!r}")
     if missing:
         problems.append(f"missing from the checkpoint ({len(missing)}): {_listing(missing)}")
     if extra:
@@ -104,22 +170,74 @@ def _check_one_to_one(state: dict, model: nn.Module, prefix: str, description: s
     if wrong:
         shapes = [f"{prefix}{k} {got} in the checkpoint vs {want} in the model" for k, got, want in wrong]
         problems.append(f"wrongly shaped ({len(wrong)}): {_listing(shapes)}")
-        head = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1] + ".weight"
+        head = _head_key(model)
         if head in state and state[head].dim() == 2 and state[head].shape != expected[head].shape:
-            problems.append(f"the checkpoint's head has {state[head].shape[0]} classes: "
-                            f"pass num_classes={state[head].shape[0]}")
-    raise ReferenceCheckpointError(f"the checkpoint does not map one to one onto {description}: " + "; ".join(problems))
+            head_classes = int(state[head].shape[0])
+            known = [d for d, (c, _) in REFERENCE_DATASETS.items() if c == head_classes]
+            problems.append(f"the checkpoint's head has {head_classes} classes: pass num_classes={head_classes}"
+                            + (f" (a {known[0]} model: dataset={known[0]!r})" if known else ""))
+    raise ReferenceCheckpointError(
+        f"the checkpoint does not map one to one onto {description}: " + "; ".join(problems),
+        fits=fits, head_classes=head_classes, missing=missing, extra=extra, wrong=[w[0] for w in wrong])
 
 
-def load_reference_checkpoint(source: Union[str, os.PathLike, Mapping], name: str, num_classes: int = 10) -> nn.Module:
+def reference_checkpoint_dataset(source, name: str):
+    """The data set a reference checkpoint of backbone ``name`` was trained on, told by its head's class count.
+
+    None when the checkpoint has no head under ``name``'s key (another backbone); ReferenceCheckpointError
+    when the count is none of REFERENCE_DATASETS' (pass the data set to the loader instead).
+    """
+    state, _ = _unwrap_state_dict(_read_source(source))
+    classes = _head_classes(state, name)
+    if classes is None:
+        return None
+    imagenet = name.endswith("_imagenet")
+    known = [d for d, (c, _) in REFERENCE_DATASETS.items() if c == classes and (d == "imagenet") == imagenet]
+    if not known:
+        listed = ", ".join(f"{d} ({c} classes)" for d, (c, _) in REFERENCE_DATASETS.items())
+        raise ReferenceCheckpointError(
+            f"cannot tell which data set the checkpoint was trained on: its head has {classes} classes and the "
+            f"authors released {name} models for {listed}; pass dataset= (the stem depends on it)",
+            head_classes=classes)
+    return known[0]
+
+
+def _stem_kwargs(name: str, dataset: str) -> dict:
+    """Keywords for build_model that give backbone ``name`` the stem of ``dataset``'s models."""
+    if dataset not in REFERENCE_DATASETS:
+        raise ValueError(f"dataset: expected one of {', '.join(REFERENCE_DATASETS)} (the data sets the authors "
+                         f"released models for), got {dataset!r}")
+    stride = REFERENCE_DATASETS[dataset][1]
+    if name.endswith("_imagenet") != (stride is None):
+        raise ValueError(f"dataset={dataset!r} does not go with backbone {name!r}: the authors' ImageNet models are "
+                         f"the *_imagenet backbones, their CIFAR and Tiny-ImageNet models the others")
+    return {} if stride is None else {"stem_stride": stride}
+
+
+def load_reference_checkpoint(source: Union[str, os.PathLike, Mapping], name: str, num_classes: Optional[int] = None,
+                              dataset: Optional[str] = None) -> nn.Module:
     """A ``build_model(name, num_classes, norm="dubin")`` filled from the reference's checkpoint, in eval mode, route "M".
 
     ``source``: a ``best_SA.pth``/``latest.pth`` path (loaded on the CPU with ``weights_only=True``) or an
     already loaded dict. Keys may carry the ``module.`` prefix (all of them) or not (none of them).
+    ``dataset`` (one of REFERENCE_DATASETS) sets the stem, stride 2 for ``tinyimagenet``; when None it is
+    told by the head's class count (10, 100, 200 or 1000), and a checkpoint with another count is refused.
+    ``num_classes`` defaults to the data set's.
     """
     state, prefix = _unwrap_state_dict(_read_source(source))
-    model = build_model(name, num_classes, norm="dubin")
-    _check_one_to_one(state, model, prefix, f"build_model({name!r}, num_classes={num_classes}, norm='dubin')")
+    if name not in list_models():
+        build_model(name, 1)  # raises the registry's error naming the valid names
+    if dataset is None:
+        dataset = reference_checkpoint_dataset(state, name)
+    if dataset is None:  # no head under this backbone's key: another backbone; the check below says which
+        dataset = "imagenet" if name.endswith("_imagenet") else "cifar10"
+    kwargs = _stem_kwargs(name, dataset)
+    if num_classes is None:
+        num_classes = REFERENCE_DATASETS[dataset][0]
+    model = build_model(name, num_classes, norm="dubin", **kwargs)
+    description = (f"build_model({name!r}, num_classes={num_classes}, norm='dubin'"
+                   + "".join(f", {k}={v!r}" for k, v in kwargs.items()) + f") for {dataset}")
+    _check_one_to_one(state, model, prefix, name, description)
     model.load_state_dict(state, strict=True)
     return model.eval()
 
