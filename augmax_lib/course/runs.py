@@ -1,0 +1,265 @@
+"""Shared training runs for the notebooks: load a finished run, resume a partial one, train a missing one.
+
+A run of config ``cifar10/resnet18_normal`` in profile ``quick`` with seed 0 lives in
+``runs/quick/cifar10/resnet18_normal/seed0/`` (the folder ``python -m augmax_lib train`` writes). Every
+notebook that asks for the same (config, profile, seed, overrides) gets the same folder, so a book build
+trains each model once, and a run interrupted half-way continues from its ``last.pt``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional
+
+import torch
+
+from augmax_lib.train.checkpoint import RESUMABLE_KEYS, config_mismatches
+from augmax_lib.train.config import PROFILES_DIR, ConfigError, load_config, parse_override
+
+__all__ = ["CONFIGS_DIR", "EVAL_IMAGES", "Run", "get_run", "find_config", "run_dir", "evaluate_run", "default_device"]
+
+# configs/ of the source tree (profiles/ sits inside it).
+CONFIGS_DIR = PROFILES_DIR.parent
+# Test images each profile evaluates on (None: the whole test set); the same class-mixed subset for every model.
+EVAL_IMAGES = {"smoke": 200, "quick": 2000, "full": None}
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def find_config(config) -> tuple[Path, str]:
+    """The YAML file of ``config`` (a path, or a name like ``cifar10/resnet18_normal``) and its run name.
+
+    The run name is the file's path under ``configs/`` without ``.yaml`` (its stem when it is elsewhere).
+    """
+    if not isinstance(config, (str, Path)) or not str(config):
+        raise ConfigError(f"config: expected a YAML path or a config name like 'cifar10/resnet18_normal', "
+                          f"got {config!r}")
+    text = str(config)
+    given = Path(text).expanduser()
+    if given.suffix in (".yaml", ".yml"):
+        candidates = [given] if given.is_absolute() else [given, CONFIGS_DIR.parent / given, CONFIGS_DIR / given]
+    else:
+        candidates = [Path("configs") / f"{text}.yaml", CONFIGS_DIR / f"{text}.yaml"]
+    for path in candidates:
+        if path.is_file():
+            path = path.resolve()
+            for parent in path.parents:
+                if parent.name == "configs":
+                    return path, path.relative_to(parent).with_suffix("").as_posix()
+            return path, path.stem
+    known = sorted(p.relative_to(CONFIGS_DIR).with_suffix("").as_posix() for p in CONFIGS_DIR.glob("*/*.yaml")
+                   if p.parent.name != "profiles") if CONFIGS_DIR.is_dir() else []
+    raise ConfigError(f"config: no file for {text!r} (looked at {', '.join(str(p) for p in candidates)}); "
+                      f"known names: {', '.join(known[:12]) or 'none (is the repository checked out?)'}"
+                      f"{' ...' if len(known) > 12 else ''}")
+
+
+def _is_resumable(key: str) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in RESUMABLE_KEYS)
+
+
+def _split_overrides(overrides: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(overrides that change what is computed, overrides that do not: data root, device, progress ...)."""
+    if isinstance(overrides, str):
+        raise ConfigError(f"overrides: expected a list of 'key=value' strings, got the string {overrides!r}")
+    computed, free = [], []
+    for text in overrides:
+        path, _ = parse_override(text)
+        key = ".".join(path)
+        if key == "train.seed":
+            raise ConfigError("overrides: set the seed with get_run(..., seed=k), not train.seed (it names the "
+                              "run folder seed<k>)")
+        (free if _is_resumable(key) else computed).append(text.strip())
+    return computed, free
+
+
+def run_dir(name: str, profile: str, seed: int, runs_dir="runs", overrides: Iterable[str] = ()) -> Path:
+    """``runs_dir/<profile>/<name>/seed<k>``, with a short hash of the computing overrides when there are any."""
+    computed, _ = _split_overrides(overrides)
+    leaf = f"seed{int(seed)}"
+    if computed:
+        leaf += "-" + hashlib.sha256("\n".join(sorted(computed)).encode()).hexdigest()[:8]
+    return Path(runs_dir) / str(Path(profile).stem) / name / leaf
+
+
+@dataclass
+class Run:
+    """A training run folder and what the notebooks read from it (the model is loaded on first use)."""
+
+    dir: Path
+    config: dict
+    profile: str
+    seed: int = 0
+    device: torch.device = field(default_factory=default_device)
+    action: str = "loaded"  # what get_run did: "loaded", "resumed" or "trained"
+    _model: Optional[torch.nn.Module] = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.config["name"]
+
+    @property
+    def complete(self) -> bool:
+        """Whether training finished (``results.json`` is written after the last epoch)."""
+        return (self.dir / "results.json").is_file()
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The best checkpoint's model (chosen on the validation split), eval mode, on ``device``."""
+        if self._model is None:
+            self._model = self.load("best")
+        return self._model
+
+    def load(self, which: str = "best") -> torch.nn.Module:
+        """A fresh copy of the model of ``best.pt`` or ``last.pt`` (eval mode, on ``device``)."""
+        from augmax_lib.train import load_run
+
+        model, _ = load_run(self.dir, which, device=self.device)
+        return model
+
+    @property
+    def log(self):
+        """One row per epoch (pandas DataFrame): lr, train_loss, train_acc, val_loss, val_acc, timings, extras."""
+        import pandas as pd
+
+        path = self.dir / "log.csv"
+        return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+    @property
+    def results(self) -> Optional[dict]:
+        """``results.json`` (provenance, best and final rows) with the evaluation under ``"evaluation"`` when run."""
+        path = self.dir / "results.json"
+        if not path.is_file():
+            return None
+        out = json.loads(path.read_text())
+        evaluation = self.evaluation
+        if evaluation is not None:
+            out["evaluation"] = evaluation
+        return out
+
+    @property
+    def evaluation(self) -> Optional[dict]:
+        """``evaluation/results.json`` written by :func:`evaluate_run`, or None."""
+        path = self.dir / "evaluation" / "results.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    @property
+    def data_source(self) -> str:
+        results = self.results
+        return results["data_source"] if results else self.config["data"]["dataset"]
+
+    def describe(self) -> str:
+        """One line saying where this run's numbers come from: profile, data, seed, epochs, device."""
+        results = self.results or {}
+        prov = results.get("provenance", {})
+        epochs = len(self.log)
+        return (f"{self.name} [{self.profile} profile, {self.data_source}, seed {self.seed}, "
+                f"{epochs}/{self.config['train']['epochs']} epochs, "
+                f"{results.get('num_train_images', '?')} training images, trained on {prov.get('device_name', '?')}]")
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.dir)!r}, {self.action}, complete={self.complete})"
+
+
+def _lock(path: Path):
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path.parent / f".{path.name}.lock"))
+
+
+def get_run(config, *, profile: str = "quick", runs_dir="runs", seed: int = 0, overrides: Iterable[str] = (),
+            device=None, evaluate: bool = False, progress: bool = True) -> Run:
+    """The run of ``config`` in ``profile``: loaded when finished, resumed from ``last.pt`` when partial, else trained.
+
+    ``config``: a YAML path or a name under configs/ (``"cifar10/resnet18_normal"``). ``overrides``:
+    ``key=value`` strings as for ``--set``; those that change the computation give the run its own folder.
+    ``device``: where to train and load (default: CUDA when available). ``evaluate``: also run
+    :func:`evaluate_run` unless its results exist. A lock file makes concurrent callers wait for one training.
+    """
+    path, name = find_config(config)
+    overrides = list(overrides)
+    computed, _ = _split_overrides(overrides)
+    device = torch.device(device) if device is not None else default_device()
+    extra = [f"train.seed={int(seed)}", f"train.device={device}", f"train.progress={'true' if progress else 'false'}"]
+    cfg = load_config(path, profile, overrides + extra)
+    folder = run_dir(name, profile, seed, runs_dir, computed)
+    with _lock(folder):
+        action = _ensure_trained(cfg, folder)
+        run = Run(folder, cfg, str(profile), int(seed), device, action)
+        if evaluate and run.evaluation is None:
+            evaluate_run(run, progress=progress)
+    return run
+
+
+def _ensure_trained(cfg: dict, folder: Path) -> str:
+    from augmax_lib.train import CheckpointError, train
+    from augmax_lib.train.checkpoint import load_checkpoint
+
+    if (folder / "results.json").is_file():
+        saved = json.loads((folder / "results.json").read_text()).get("config", {})
+        diffs = config_mismatches(saved, cfg)
+        if diffs:
+            raise CheckpointError(f"run {str(folder)!r} was trained with another config ({'; '.join(diffs)}); "
+                                  f"delete that folder or use another runs_dir to train it again")
+        return "loaded"
+    if (folder / "last.pt").is_file():
+        # A partial run: continue it (train checks that the config matches the checkpoint's).
+        done = int(load_checkpoint(folder / "last.pt", kind="last")["epoch"])
+        print(f"resuming {folder} from epoch {done}/{cfg['train']['epochs']}")
+        train(cfg, out=folder, resume=True)
+        return "resumed"
+    print(f"training {folder} ({cfg['train']['epochs']} epochs on {cfg['train']['device']})")
+    train(cfg, out=folder)
+    return "trained"
+
+
+def _eval_subset(test, n: Optional[int], seed: int):
+    if n is None or n >= len(test):
+        return test
+    # The same images for every model of a profile: a fixed permutation, independent of the run's seed.
+    index = torch.randperm(len(test), generator=torch.Generator().manual_seed(1000 + seed))[:n]
+    return test.subset(torch.sort(index).values)
+
+
+def evaluate_run(run: Run, eval_images: Optional[int] = -1, *, generate_corruptions: Optional[bool] = None,
+                 skip=(), batch_size: int = 500, progress: bool = True) -> dict:
+    """Evaluate the run's best model (augmax_lib.evaluate.evaluate_model) and write ``evaluation/results.json``.
+
+    ``eval_images``: test images to use (-1: the profile's :data:`EVAL_IMAGES`; None: all). Corruptions are
+    generated on the fly when the published files are absent. Returns the evaluation dict.
+    """
+    from augmax_lib.data import BENCHMARK_CORRUPTIONS, ImageSet, has_corrupted, load_dataset
+    from augmax_lib.evaluate import evaluate_model, provenance, write_json_atomic
+
+    d = run.config["data"]
+    if eval_images == -1:
+        eval_images = EVAL_IMAGES.get(run.profile)
+    options = {k: v for k, v in d["options"].items() if d["dataset"] == "synthetic" and k in ("seed", "image_size")}
+    test = load_dataset(d["dataset"], "test", root=d["root"], **options)
+    if isinstance(test, ImageSet):
+        test = _eval_subset(test, eval_images, 0)
+    if generate_corruptions is None:
+        published = d["dataset"] in ("cifar10", "cifar100", "tinyimagenet", "imagenet")
+        generate_corruptions = not published or not all(has_corrupted(d["dataset"], c, s, d["root"])
+                                                        for c in BENCHMARK_CORRUPTIONS for s in (1, 5))
+        if not isinstance(test, ImageSet):
+            generate_corruptions = False
+    start = time.perf_counter()
+    results = evaluate_model(run.model, d["dataset"], d["root"], skip=skip, device=run.device,
+                             batch_size=batch_size, seed=0, generate_corruptions=generate_corruptions,
+                             test_set=test, progress=progress)
+    results["profile"] = run.profile
+    results["eval_images"] = len(test)
+    results["run"] = str(run.dir)
+    results["wall_time_s"] = time.perf_counter() - start
+    results["provenance"] = provenance(checkpoint=run.dir / "best.pt", data_source=results["data_source"],
+                                       device=run.device)
+    write_json_atomic(run.dir / "evaluation" / "results.json", results)
+    return results

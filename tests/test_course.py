@@ -1,0 +1,208 @@
+"""augmax_lib.course: shared runs (train once, load, resume), the parameters cell, plots and kernel-less widgets."""
+from __future__ import annotations
+
+import io
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from augmax_lib.course import params, plots, runs
+from augmax_lib.train import train
+from augmax_lib.train.config import ConfigError
+
+SYNTH = ["data.dataset=synthetic", "data.options.n=400"]
+CONFIG = "cifar10/resnet18_normal"
+
+
+def _get(tmp, **kw):
+    kw.setdefault("overrides", SYNTH)
+    return runs.get_run(CONFIG, profile="smoke", runs_dir=tmp, device="cpu", progress=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("runs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return tmp, _get(tmp)
+
+
+def test_get_run_trains_into_the_profile_config_seed_folder(trained):
+    tmp, run = trained
+    assert run.action == "trained" and run.complete
+    assert run.dir.parent.parent == tmp / "smoke" / "cifar10" and run.dir.parent.name == "resnet18_normal"
+    assert run.dir.name.startswith("seed0-")  # the data-set override computes something else: its own folder
+    for name in ("config.yaml", "log.csv", "last.pt", "best.pt", "results.json"):
+        assert (run.dir / name).is_file(), name
+    assert list(run.log["epoch"]) == [1]
+    assert run.results["data_source"].startswith("SYNTHETIC")
+    assert run.config["train"]["seed"] == 0 and run.config["model"]["width"] == 8
+
+
+def test_second_call_loads_without_training(trained):
+    tmp, first = trained
+    stamps = {p.name: p.stat().st_mtime_ns for p in first.dir.iterdir()}
+    again = _get(tmp)
+    assert again.action == "loaded" and again.dir == first.dir
+    assert {p.name: p.stat().st_mtime_ns for p in again.dir.iterdir()} == stamps
+    assert len(again.log) == 1
+    model = again.model
+    assert not model.training and next(model.parameters()).device.type == "cpu"
+    with torch.no_grad():
+        assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_partial_run_is_resumed_not_restarted(tmp_path):
+    overrides = SYNTH + ["train.epochs=2"]
+    folder = runs.run_dir(CONFIG, "smoke", 0, tmp_path, overrides)
+    path, _ = runs.find_config(CONFIG)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train(path, out=folder, profile="smoke", overrides=overrides + ["train.device=cpu", "train.progress=false"],
+              stop_after=1)
+        first_row = (folder / "log.csv").read_text().splitlines()[1]
+        assert not (folder / "results.json").exists()
+        run = _get(tmp_path, overrides=overrides)
+    assert run.action == "resumed" and run.complete
+    assert list(run.log["epoch"]) == [1, 2]
+    assert (folder / "log.csv").read_text().splitlines()[1] == first_row  # epoch 1 kept, not retrained
+
+
+def test_run_folder_names(tmp_path):
+    base = runs.run_dir("cifar10/x", "quick", 3, tmp_path)
+    assert base == tmp_path / "quick" / "cifar10" / "x" / "seed3"
+    # overrides that do not change the computation (root, device, progress) share the folder
+    assert runs.run_dir("cifar10/x", "quick", 3, tmp_path, ["data.root=/d", "train.device=cpu"]) == base
+    a = runs.run_dir("cifar10/x", "quick", 3, tmp_path, ["train.epochs=2", "data.dataset=synthetic"])
+    b = runs.run_dir("cifar10/x", "quick", 3, tmp_path, ["data.dataset=synthetic", "train.epochs=2"])
+    c = runs.run_dir("cifar10/x", "quick", 3, tmp_path, ["train.epochs=3"])
+    assert a == b != c and a.name.startswith("seed3-")
+    with pytest.raises(ConfigError, match="seed"):
+        runs.run_dir("cifar10/x", "quick", 3, tmp_path, ["train.seed=1"])
+
+
+def test_find_config_by_name_and_path():
+    path, name = runs.find_config("cifar10/resnet18_augmax_dubin")
+    assert path.is_file() and name == "cifar10/resnet18_augmax_dubin"
+    assert runs.find_config(str(path)) == (path, name)
+    with pytest.raises(ConfigError, match="known names"):
+        runs.find_config("cifar10/no_such_model")
+
+
+def test_a_changed_config_is_not_silently_reused(trained):
+    tmp, run = trained
+    results = json.loads((run.dir / "results.json").read_text())
+    results["config"]["optim"]["lr"] = 0.5
+    other = tmp / "copy"
+    other.mkdir()
+    target = runs.run_dir(CONFIG, "smoke", 0, other, SYNTH)
+    target.mkdir(parents=True)
+    (target / "results.json").write_text(json.dumps(results))
+    with pytest.raises(Exception, match="another config"):
+        _get(other)
+
+
+def test_evaluate_writes_the_evaluation_once(trained, monkeypatch):
+    tmp, run = trained
+    calls = []
+    real = runs.evaluate_run
+
+    def counting(r, *a, **k):
+        calls.append(r.dir)
+        return real(r, *a, skip=("spatial",), **k)
+
+    monkeypatch.setattr(runs, "evaluate_run", counting)
+    monkeypatch.setattr(runs, "EVAL_IMAGES", {"smoke": 20})
+    monkeypatch.setattr("augmax_lib.evaluate.suite.BENCHMARK_CORRUPTIONS", ("brightness", "contrast"))
+    monkeypatch.setattr("augmax_lib.data.BENCHMARK_CORRUPTIONS", ("brightness", "contrast"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = _get(tmp, evaluate=True)
+        second = _get(tmp, evaluate=True)
+    assert len(calls) == 1
+    ev = second.results["evaluation"]
+    assert ev["eval_images"] == 20 and ev["profile"] == "smoke"
+    assert set(ev["metrics"]["corruption_accuracy"]) == {"brightness", "contrast"}
+    assert first.evaluation == ev
+
+
+def test_resolve_falls_back_to_synthetic_loudly(tmp_path, capsys):
+    with pytest.warns(UserWarning, match="synthetic"):
+        setup = params.resolve("smoke", str(tmp_path / "nothing"), "cpu", dataset="cifar10", seed=2)
+    out = capsys.readouterr().out
+    assert "NOT FOUND" in out and "SYNTHETIC" in out and "meaningless" in out
+    assert setup.dataset == "synthetic" and setup.fallback and setup.device == torch.device("cpu")
+    assert "data.dataset=synthetic" in setup.overrides and "smoke profile" in setup.label
+    images, labels = setup.examples(10)
+    assert images.dtype == torch.uint8 and images.shape == (10, 3, 32, 32)
+    assert len(set(labels.tolist())) == 10  # one image per class first
+    with pytest.raises(ValueError, match="profile"):
+        params.resolve("fast", None, "cpu")
+
+
+def test_to_uint8_hwc_matches_numpy():
+    x = torch.rand(3, 5, 7)
+    expected = np.round(x.permute(1, 2, 0).numpy().astype(np.float64) * 255).astype(np.uint8)
+    assert np.array_equal(plots.to_uint8_hwc(x), expected)
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    assert plots.to_uint8_hwc(gray).shape == (3, 4, 3)
+
+
+def test_image_grid_and_heatmap_shapes():
+    import matplotlib.pyplot as plt
+
+    fig = plots.image_grid(torch.zeros(2, 3, 3, 8, 8, dtype=torch.uint8), ["a", "b"], ["x", "y", "z"])
+    assert len(fig.axes) == 6
+    plt.close(fig)
+    fig = plots.heatmap(np.arange(6).reshape(2, 3), ["r1", "r2"], ["c1", "c2", "c3"])
+    assert [t.get_text() for t in fig.axes[0].texts] == ["0", "1", "2", "3", "4", "5"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="row_labels"):
+        plots.image_grid(torch.zeros(2, 3, 8, 8), ["one row", "but two labels"])
+
+
+def _decoded(image_widget) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(image_widget.value)).convert("RGB"))
+
+
+def test_frame_slider_links_the_slider_to_the_stack_in_javascript():
+    import ipywidgets as w
+    from ipywidgets.widgets.widget_link import Link
+
+    frames = [np.full((4, 6, 3), 40 * i, dtype=np.uint8) for i in range(5)]
+    from augmax_lib.course import widgets
+
+    fw = widgets.frame_slider(frames, [f"step {i}" for i in range(5)], description="step", min_height=8)
+    assert isinstance(fw.control, w.IntSlider) and (fw.control.min, fw.control.max) == (0, 4)
+    assert isinstance(fw.stack, w.Stack) and len(fw.stack.children) == 5
+    links = [link for link in fw.links if link.target[0] is fw.stack]
+    assert len(links) == 1 and isinstance(links[0], Link)  # jslink: a widget on the JavaScript side
+    assert links[0].source == (fw.control, "value") and links[0].target[1] == "selected_index"
+    # every frame is the PNG of its array, enlarged 2x with nearest neighbours (4 px -> 8 px high)
+    for i, child in enumerate(fw.stack.children):
+        assert np.array_equal(_decoded(child), np.repeat(np.repeat(frames[i], 2, 0), 2, 1))
+    assert fw.static_figure is not None
+
+
+def test_frame_picker_and_grid():
+    import ipywidgets as w
+
+    from augmax_lib.course import widgets
+
+    frames = [torch.full((3, 4, 4), i * 50, dtype=torch.uint8) for i in range(3)]
+    fw = widgets.frame_picker(frames, ["a", "b", "c"], kind="toggle", static=False)
+    assert isinstance(fw.control, w.ToggleButtons) and len(fw.stack.children) == 3
+    assert fw.links[0].source == (fw.control, "index")
+    grid = widgets.frame_grid([[f, f] for f in frames], ["r0", "r1", "r2"], ["s1", "s2"], "row", "col")
+    picker, slider = grid.controls
+    outer = grid.stack
+    assert len(outer.children) == 3 and all(len(inner.children) == 2 for inner in outer.children)
+    targets = {id(link.target[0]) for link in grid.links if link.source == (slider, "value")}
+    assert all(id(inner) in targets for inner in outer.children)
+    assert any(link.source == (picker, "index") and link.target[0] is outer for link in grid.links)
+    with pytest.raises(ValueError, match="labels"):
+        widgets.frame_slider(frames, ["only one"])
