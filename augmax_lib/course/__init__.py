@@ -7,8 +7,10 @@ are linked on the JavaScript side, so a static page keeps working without a kern
 need the ``book`` extra (matplotlib, ipywidgets).
 """
 import importlib
+from pathlib import Path
 
-_SUBMODULES = ("runs", "params", "plots", "widgets")
+# Every module of this folder loads on first use (``augmax_lib.course.plots``), so importing the package is cheap.
+_SUBMODULES = tuple(sorted(p.stem for p in Path(__file__).parent.glob("*.py") if not p.stem.startswith("_")))
 
 
 def __getattr__(name):
