@@ -1,4 +1,4 @@
-"""Command line: ``python -m augmax_lib {corrupt,train,evaluate} ...``."""
+"""Command line: ``python -m augmax_lib {corrupt,train,evaluate,sweep,tables} ...``."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,8 @@ COMMANDS = {
     "corrupt": "write CIFAR-10-C style corrupted test sets",
     "train": "train a model from a config file",
     "evaluate": "evaluate a run or a checkpoint (SA, RA, mCE, CIFAR-10.1, spatial attack)",
+    "sweep": "train and evaluate configs x seeds as jobs (debug, local, Slurm); --status follows them",
+    "tables": "the poster's tables from a runs folder: mean and spread over seeds beside the published numbers",
 }
 
 
@@ -25,9 +27,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """The message of a user error; one raised in a DataLoader worker comes back wrapped with the worker's
+    traceback, of which only the last line is the message."""
+    text = str(err).strip()
+    if "Traceback (most recent call last)" in text:
+        last = text.splitlines()[-1]
+        text = last.split(": ", 1)[1] if last.split(": ", 1)[0].endswith(type(err).__name__) else last
+    return text
+
+
 def main(argv=None) -> int:
+    from augmax_lib._checks import InputError
+
     args = build_parser().parse_args(argv)
-    return int(args._run(args) or 0)
+    try:
+        return int(args._run(args) or 0)
+    except InputError as err:  # a bad file, folder or argument: one line, no traceback (bugs keep theirs)
+        print(f"python -m augmax_lib {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

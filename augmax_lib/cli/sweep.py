@@ -1,0 +1,104 @@
+"""``python -m augmax_lib sweep``: one job per (config, seed), each an ordinary train then evaluate.
+
+Examples::
+
+    python -m augmax_lib sweep configs/cifar10 --profile quick --seeds 0 1 2 --out runs/quick --max-parallel 2
+    python -m augmax_lib sweep configs/cifar10/resnet18_normal.yaml --profile smoke \\
+        --set data.dataset=synthetic --set data.options.n=400 --executor debug --seeds 0
+    python -m augmax_lib sweep configs --executor slurm --slurm-partition gpu --gpus-per-job 1 --timeout-min 600
+    python -m augmax_lib sweep --status --out runs/quick
+
+Runs go to ``<out>/<config name>/seed<k>/`` (evaluation in its ``evaluation/``). A complete run is skipped,
+a partial one resumes from its ``last.pt``. Then ``python -m augmax_lib tables <out>`` makes the tables.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def _key_value(text: str) -> tuple:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the sweep command."""
+    parser.add_argument("configs", nargs="*", metavar="CONFIG_OR_FOLDER",
+                        help="config files or folders of them (searched recursively; profiles/ is left out)")
+    parser.add_argument("--profile", default=None, metavar="NAME",
+                        help="overlay for every job: smoke, quick, full, or a YAML file (as train --profile)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="K",
+                        help="training seeds; one job per config and seed (default: 0 1 2)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key in every job, e.g. --set eval.images_per_set=1000 (repeatable)")
+    parser.add_argument("--eval-args", default="", metavar="ARGS",
+                        help="further arguments of `evaluate --run` in every job, one string, e.g. "
+                             "\"--generate-corruptions --skip spatial\"")
+    parser.add_argument("--out", default="runs", metavar="DIR", help="runs folder (default: runs)")
+    parser.add_argument("--executor", default="local", choices=("local", "slurm", "debug"),
+                        help="local: subprocesses on this machine; slurm: one job array; debug: in this process, "
+                             "one after another (default: local)")
+    parser.add_argument("--max-parallel", type=int, default=1, metavar="N",
+                        help="jobs at once (local: subprocesses sharing the cores; slurm: the array's %%N)")
+    parser.add_argument("--status", action="store_true",
+                        help="show each job's state instead of running (with configs: those jobs; without: every "
+                             "job submitted into --out); a failed job's log tail is printed")
+    group = parser.add_argument_group("job resources (slurm; --timeout-min and --gpus-per-job also local)")
+    group.add_argument("--timeout-min", type=int, default=1440,
+                       help="time limit of a job in minutes; at the limit it is requeued and resumes (default 1440)")
+    group.add_argument("--gpus-per-job", type=int, default=0, metavar="G",
+                       help="GPUs per job; more than one trains with DDP, one task per GPU (default 0)")
+    group.add_argument("--cpus-per-job", type=int, default=None, metavar="C", help="CPU cores per task")
+    group.add_argument("--mem-gb", type=float, default=None, help="memory per node in GB")
+    group.add_argument("--slurm-partition", default=None)
+    group.add_argument("--slurm-account", default=None)
+    group.add_argument("--slurm-qos", default=None)
+    group.add_argument("--slurm-setup", action="append", default=[], metavar="LINE",
+                       help="shell line run before each job, e.g. 'source .venv/bin/activate' (repeatable)")
+    group.add_argument("--slurm-arg", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
+                       help="further #SBATCH --KEY=VALUE line (repeatable)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run, submit or report; 0 when every job is done or submitted, 1 when one failed, 2 for bad arguments."""
+    from augmax_lib.sweep import (SlurmOptions, SweepError, default_threads, format_status, job_status, launch, plan,
+                                  recorded_specs)
+
+    try:
+        eval_args = tuple(shlex.split(args.eval_args))
+        if args.status:
+            specs = (plan(args.configs, args.seeds, args.out, args.profile, args.overrides, eval_args)
+                     if args.configs else recorded_specs(args.out))
+            if not specs:
+                print(f"sweep --status: no jobs recorded in {args.out}/_sweep (name configs to list their jobs)")
+                return 0
+            print(format_status([job_status(s) for s in specs]))
+            return 0
+        if not args.configs:
+            print("error: name at least one config file or folder (or pass --status)", file=sys.stderr)
+            return 2
+        if args.gpus_per_job < 0:
+            raise SweepError(f"--gpus-per-job: expected >= 0, got {args.gpus_per_job}")
+        threads = default_threads(args.executor, max(1, args.max_parallel), args.gpus_per_job)
+        specs = plan(args.configs, args.seeds, args.out, args.profile, args.overrides, eval_args, threads)
+        options = SlurmOptions(timeout_min=args.timeout_min, gpus_per_job=args.gpus_per_job,
+                               cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb, partition=args.slurm_partition,
+                               account=args.slurm_account, qos=args.slurm_qos, setup=tuple(args.slurm_setup),
+                               extra=dict(args.slurm_arg))
+        print(f"sweep: {len(specs)} job(s) ({len(specs) // len(args.seeds)} config(s) x {len(args.seeds)} seed(s)) "
+              f"into {args.out}, executor {args.executor}")
+        report = launch(specs, args.executor, args.out, args.max_parallel, options)
+    except SweepError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    parts = [f"{len(report.done)} done", f"{len(report.skipped)} skipped (complete)"]
+    if report.submitted:
+        parts.append(f"{len(report.submitted)} submitted")
+    if report.failed:
+        parts.append(f"{len(report.failed)} failed: " + ", ".join(report.failed))
+    print("sweep: " + "; ".join(parts))
+    return 0 if report.ok else 1

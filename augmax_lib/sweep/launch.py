@@ -1,0 +1,296 @@
+"""Plan a sweep (configs x seeds) and run it through submitit: in-process, local subprocesses or a Slurm array.
+
+``debug`` runs the jobs one after another in this process. ``local`` starts each job as a subprocess; submitit's
+LocalExecutor starts every job it is given at once, so at most ``max_parallel`` are handed to it at a time
+(and each gets ``cores / max_parallel`` torch threads, or its own GPUs). ``slurm`` submits one job array
+(``--array=0-(n-1)%max_parallel``) and returns; ``sweep --status`` follows it.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from tqdm.auto import tqdm
+
+from .jobs import JobSpec, SweepError, SweepJob, config_conflicts, expected_config, record_dir, run_state, write_json
+from .logs import log_tail
+
+__all__ = ["EXECUTORS", "SlurmOptions", "SweepReport", "find_configs", "plan", "make_executor", "launch"]
+
+EXECUTORS = ("local", "slurm", "debug")
+INSTALL_HINT = "the sweep needs submitit: pip install submitit==1.5.4 (or pip install -e '.[sweep]')"
+
+
+@dataclass
+class SlurmOptions:
+    """Resources of each job; the Slurm-only ones are ignored by the other executors."""
+
+    timeout_min: int = 1440
+    gpus_per_job: int = 0
+    cpus_per_job: Optional[int] = None
+    mem_gb: Optional[float] = None
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    setup: tuple = ()                 # shell lines run before the job (module load ..., source venv)
+    extra: dict = field(default_factory=dict)  # further #SBATCH --key=value
+
+
+@dataclass
+class SweepReport:
+    """What a sweep did: labels of jobs skipped (complete), finished, failed (with reasons) and submitted."""
+
+    skipped: list = field(default_factory=list)
+    done: list = field(default_factory=list)
+    failed: dict = field(default_factory=dict)
+    submitted: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def find_configs(paths) -> list:
+    """YAML config files named by ``paths`` (files, or folders searched recursively; profiles/ folders left out)."""
+    found = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*.y*ml") if "profiles" not in p.relative_to(path).parts[:-1]
+                           and p.suffix in (".yaml", ".yml"))
+            if not files:
+                raise SweepError(f"{text}: no .yaml configs in this folder")
+            found += files
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise SweepError(f"{text}: no such config file or folder (expected e.g. "
+                             f"configs/cifar10/resnet18_normal.yaml or configs/cifar10)")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return unique
+
+
+def plan(configs, seeds, out, profile=None, overrides=(), eval_args=(), threads=None) -> list:
+    """One :class:`JobSpec` per (config, seed), each config checked now (a bad --set fails before anything runs)."""
+    from augmax_lib.train import ConfigError
+
+    if not seeds:
+        raise SweepError("--seeds: expected at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise SweepError(f"--seeds: each seed once, got {list(seeds)}")
+    for text in overrides:
+        if text.split("=", 1)[0].strip() == "train.seed":
+            raise SweepError("--set train.seed: the sweep sets the seed of each job; use --seeds")
+    if profile and Path(profile).suffix in (".yaml", ".yml"):
+        profile = str(Path(profile).resolve())
+    out = Path(out).resolve()
+    specs, names = [], {}
+    for config in find_configs(configs):
+        base = JobSpec(str(config), "", seeds[0], "", "", profile, tuple(overrides), tuple(eval_args), threads)
+        try:
+            name = expected_config(base)["name"]
+        except ConfigError as err:
+            raise SweepError(f"{config}: {err}") from None
+        if name in names:
+            raise SweepError(f"configs {names[name]} and {config} have the same name {name!r} (their runs would share "
+                             f"{out / name}); give one another name")
+        names[name] = config
+        for seed in seeds:
+            specs.append(JobSpec(str(config), name, int(seed), str(out / name / f"seed{seed}"),
+                                 str(record_dir(out, name, seed)), profile, tuple(overrides), tuple(eval_args),
+                                 threads))
+    return specs
+
+
+def _submitit():
+    try:
+        import submitit
+    except ImportError:
+        raise SweepError(INSTALL_HINT) from None
+    return submitit
+
+
+def make_executor(kind: str, folder, options: SlurmOptions, max_parallel: int, name: str = "augmax-sweep"):
+    """A submitit executor for ``kind`` (DebugExecutor, LocalExecutor or SlurmExecutor) with the job resources set."""
+    submitit = _submitit()
+    if kind == "debug":
+        return submitit.DebugExecutor(folder=str(folder))
+    if kind == "local":
+        executor = submitit.LocalExecutor(folder=str(folder))
+        # Without timeout_min the LocalExecutor stops a job after 2 minutes.
+        executor.update_parameters(timeout_min=int(options.timeout_min), gpus_per_node=options.gpus_per_job)
+        return executor
+    if kind != "slurm":
+        raise SweepError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {kind!r}")
+    try:
+        executor = submitit.SlurmExecutor(folder=str(folder))
+    except RuntimeError as err:  # no srun on PATH
+        raise SweepError(f"--executor slurm: {err} (run the sweep on a Slurm login node)") from None
+    params = {"time": int(options.timeout_min), "job_name": name, "array_parallelism": max_parallel}
+    if options.gpus_per_job:
+        # One task per GPU: a job with several GPUs trains with DDP (see SweepJob).
+        params.update(gpus_per_node=options.gpus_per_job, ntasks_per_node=options.gpus_per_job)
+    if options.cpus_per_job:
+        params["cpus_per_task"] = options.cpus_per_job
+    if options.mem_gb:
+        params["mem"] = f"{int(options.mem_gb)}GB" if float(options.mem_gb).is_integer() \
+            else f"{int(options.mem_gb * 1024)}MB"
+    for key in ("partition", "account", "qos"):
+        if getattr(options, key):
+            params[key] = getattr(options, key)
+    if options.setup:
+        params["setup"] = list(options.setup)
+    if options.extra:
+        params["additional_parameters"] = dict(options.extra)
+    executor.update_parameters(**params)
+    return executor
+
+
+def _record_submission(spec: JobSpec, kind: str, job=None, submitted: Optional[float] = None) -> float:
+    """Write the job's submission.json: before submitting (no job yet), then again with the job id and logs."""
+    submitted = time.time() if submitted is None else submitted
+    record = {"executor": kind, "submitted": submitted, "spec": spec.to_dict()}
+    if job is not None:
+        record["job_id"] = str(job.job_id)
+        if kind != "debug":
+            record.update(submitit_folder=str(job.paths.folder), stdout=str(job.paths.stdout),
+                          stderr=str(job.paths.stderr))
+    write_json(Path(spec.record_dir) / "submission.json", record)
+    return submitted
+
+
+def _submit(executor, spec: JobSpec, kind: str):
+    submitted = _record_submission(spec, kind)
+    job = executor.submit(SweepJob(), spec.to_dict())
+    _record_submission(spec, kind, job, submitted)
+    return job
+
+
+def _say(text: str, stream) -> None:
+    tqdm.write(text, file=stream)
+
+
+def _triage(specs, stream, report: SweepReport) -> list:
+    """The specs that still need work; complete runs are skipped and runs of another config are failed here."""
+    todo = []
+    for spec in specs:
+        conflicts = config_conflicts(spec)
+        if conflicts:
+            reason = (f"{spec.run_dir} holds a run of another config (" + "; ".join(conflicts[:4]) +
+                      "); choose another --out or remove that run")
+            report.failed[spec.label] = reason
+            _say(f"FAILED  {spec.label}: {reason}", stream)
+            continue
+        state = run_state(spec.run_dir)
+        if state.complete:
+            report.skipped.append(spec.label)
+            _say(f"skip    {spec.label}: {state.describe()} ({spec.run_dir})", stream)
+        else:
+            if state.kind != "empty":
+                _say(f"resume  {spec.label}: {state.describe()}", stream)
+            todo.append(spec)
+    return todo
+
+
+def _finish(spec: JobSpec, job, kind: str, report: SweepReport, stream) -> None:
+    error = job.exception()
+    if error is None:
+        result = job.result() or {}
+        report.done.append(spec.label)
+        scores = "  ".join(f"{k.upper()} {result[k]:.2f}" for k in ("sa", "ra") if k in result)
+        _say(f"done    {spec.label}: {scores or result.get('state', '')}  ({spec.run_dir})", stream)
+        return
+    reason = _one_line(error)
+    report.failed[spec.label] = reason
+    _say(f"FAILED  {spec.label}: {reason}", stream)
+    if kind != "debug":
+        tail = log_tail(job.paths.stderr, 15) or log_tail(job.paths.stdout, 15)
+        if tail:
+            _say("        | " + "\n        | ".join(tail), stream)
+            _say(f"        (log: {job.paths.stderr})", stream)
+
+
+def _one_line(error: BaseException) -> str:
+    """The last meaningful line of a job's error (submitit wraps a job's traceback in FailedJobError)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    errors = [line for line in lines if "Error" in line.split(":")[0] or "Exception" in line.split(":")[0]]
+    return (errors[-1] if errors else lines[-1] if lines else type(error).__name__)[:500]
+
+
+def _gpu_slots(options: SlurmOptions, max_parallel: int) -> list:
+    """Local executor: which GPUs each concurrent job may use (empty lists on a CPU machine)."""
+    if not options.gpus_per_job:
+        return [[] for _ in range(max_parallel)]
+    import torch
+
+    count = torch.cuda.device_count()
+    if count < options.gpus_per_job:
+        raise SweepError(f"--gpus-per-job {options.gpus_per_job}: this machine has {count} GPU(s)")
+    slots = [list(range(i * options.gpus_per_job, (i + 1) * options.gpus_per_job))
+             for i in range(count // options.gpus_per_job)]
+    return slots[:max_parallel]
+
+
+def launch(specs, kind: str = "local", out="runs", max_parallel: int = 1, options: Optional[SlurmOptions] = None,
+           poll_s: float = 2.0, stream=None) -> SweepReport:
+    """Run (debug, local) or submit (slurm) every job of ``specs`` that is not complete; print one line per job."""
+    stream = stream or sys.stdout
+    if kind not in EXECUTORS:
+        raise SweepError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {kind!r}")
+    options = options or SlurmOptions()
+    if max_parallel < 1:
+        raise SweepError(f"--max-parallel: expected >= 1, got {max_parallel}")
+    report = SweepReport()
+    todo = _triage(specs, stream, report)
+    if not todo:
+        return report
+    folder = Path(out).resolve() / "_sweep" / "submitit" / "%j"
+    executor = make_executor(kind, folder, options, max_parallel)
+    if kind == "slurm":
+        submitted = [_record_submission(spec, kind) for spec in todo]
+        jobs = executor.map_array(SweepJob(), [s.to_dict() for s in todo])
+        for spec, job, when in zip(todo, jobs, submitted):
+            _record_submission(spec, kind, job, when)
+            report.submitted.append(spec.label)
+        first = str(jobs[0].job_id).split("_")[0] if jobs else "?"
+        _say(f"submitted Slurm array {first} ({len(jobs)} jobs, at most {max_parallel} at once); follow it with "
+             f"python -m augmax_lib sweep --status --out {out}", stream)
+        return report
+    bar = tqdm(total=len(todo), desc="sweep", unit="job", file=stream, dynamic_ncols=True)
+    try:
+        if kind == "debug":
+            for spec in todo:
+                _finish(spec, _submit(executor, spec, kind), kind, report, stream)
+                bar.update(1)
+            return report
+        slots = _gpu_slots(options, max_parallel)
+        pending, running, free = list(todo), {}, list(range(len(slots)))
+        while pending or running:
+            while pending and free:
+                spec, slot = pending.pop(0), free.pop(0)
+                if options.gpus_per_job:  # each concurrent job on its own GPUs
+                    executor.update_parameters(visible_gpus=slots[slot])
+                running[_submit(executor, spec, kind)] = (spec, slot)
+            time.sleep(poll_s)
+            for job in [j for j in running if j.done()]:
+                spec, slot = running.pop(job)
+                free.append(slot)
+                _finish(spec, job, kind, report, stream)
+                bar.update(1)
+        return report
+    except KeyboardInterrupt:
+        _say("interrupted: runs keep their last.pt; the next sweep resumes them", stream)
+        raise
+    finally:
+        bar.close()
+
+
+def default_threads(kind: str, max_parallel: int, gpus_per_job: int) -> Optional[int]:
+    """Torch threads per local CPU job: the cores shared out between the jobs that run at once."""
+    if kind != "local" or gpus_per_job:
+        return None
+    return max(1, (os.cpu_count() or 1) // max_parallel)

@@ -1,0 +1,152 @@
+"""``sweep --status``: the state of every job from its run directory, its record files and, on Slurm, sacct.
+
+States: done, running, pending (queued), submitted (handed to the executor, not started), failed (with the
+tail of its log), interrupted (preempted, timed out or killed; the next sweep resumes it), partial,
+trained (not evaluated) and not started.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .jobs import JobSpec, read_json, run_state
+from .logs import log_tail
+
+__all__ = ["JobStatus", "job_status", "recorded_specs", "format_status"]
+
+_SLURM_ALIVE = {"RUNNING", "COMPLETING", "CONFIGURING", "REQUEUED", "RESIZING", "SUSPENDED"}
+_SLURM_WAITING = {"PENDING", "REQUEUE_HOLD", "REQUEUE_FED"}
+
+
+@dataclass
+class JobStatus:
+    """One job's state, a one-line detail and, for a failed job, the tail of its log."""
+
+    spec: JobSpec
+    state: str
+    detail: str = ""
+    log: list = field(default_factory=list)
+    log_path: Optional[str] = None
+
+
+def _slurm_state(submission: dict) -> Optional[str]:
+    """sacct's state of a Slurm job (None when it cannot be asked)."""
+    try:
+        import submitit
+
+        job = submitit.SlurmJob(submission["submitit_folder"], submission["job_id"])
+        state = job.state
+    except Exception:  # no sacct here, or submitit cannot parse its answer  # noqa: BLE001
+        return None
+    return None if not state or state == "UNKNOWN" else str(state).split()[0]
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, TypeError, ValueError):
+        return True
+    return True
+
+
+def _alive(submission: Optional[dict], state: dict, query_slurm: bool) -> Optional[bool]:
+    """Whether a job that says it runs still does: True, False or None (cannot tell from here)."""
+    if submission and submission.get("executor") == "slurm":
+        if not query_slurm:
+            return None
+        slurm = _slurm_state(submission)
+        return None if slurm is None else slurm in _SLURM_ALIVE | _SLURM_WAITING
+    if state.get("host") == socket.gethostname():
+        return _pid_alive(state.get("pid"))
+    return None
+
+
+def _failure_log(submission: Optional[dict], state: Optional[dict], lines: int) -> tuple:
+    for key in ("stderr", "stdout"):
+        path = (submission or {}).get(key)
+        tail = log_tail(path, lines)
+        if tail:
+            return tail, path
+    trace = (state or {}).get("traceback") or ""
+    return [line for line in trace.splitlines() if line.strip()][-lines:], None
+
+
+def _scores(run_dir: Path) -> str:
+    results = read_json(run_dir / "evaluation" / "results.json") or {}
+    m = results.get("metrics", {})
+    return "  ".join(f"{k.upper()} {100 * m[k]:.2f}" for k in ("sa", "ra", "mce") if isinstance(m.get(k), (int, float)))
+
+
+def job_status(spec: JobSpec, query_slurm: bool = True, log_lines: int = 15) -> JobStatus:
+    """The state of one job (see the module docstring)."""
+    run_dir, records = Path(spec.run_dir), Path(spec.record_dir)
+    disk = run_state(run_dir)
+    submission = read_json(records / "submission.json")
+    state = read_json(records / "state.json")
+    if state and submission and state.get("started", 0) < submission.get("submitted", 0):
+        state = None  # written by an earlier submission of this job
+    where = f"{state.get('host', '?')} pid {state.get('pid', '?')}" if state else ""
+    if submission and submission.get("job_id") and submission.get("executor") == "slurm":
+        where = f"Slurm job {submission['job_id']}"
+    progress = f"epoch {disk.epoch}/{disk.epochs}" if disk.epochs else ""
+    if disk.complete:
+        return JobStatus(spec, "done", _scores(run_dir))
+    kind = (state or {}).get("state")
+    if kind == "running":
+        alive = _alive(submission, state, query_slurm)
+        if alive is False:
+            return JobStatus(spec, "interrupted", f"{disk.describe()}; the next sweep resumes it")
+        stage = "evaluating" if disk.kind == "trained" else progress or "starting"
+        return JobStatus(spec, "running", f"{stage} ({where})" + ("" if alive else ", not confirmed"))
+    if kind == "failed":
+        tail, path = _failure_log(submission, state, log_lines)
+        return JobStatus(spec, "failed", state.get("error", ""), tail, path)
+    if kind == "interrupted":
+        return JobStatus(spec, "interrupted", f"{disk.describe()}; the next sweep resumes it")
+    if submission and not state:
+        if submission.get("executor") == "slurm" and query_slurm:
+            slurm = _slurm_state(submission)
+            if slurm in _SLURM_WAITING:
+                return JobStatus(spec, "pending", f"{where} {slurm.lower()}")
+            if slurm is not None and slurm not in _SLURM_ALIVE:
+                tail, path = _failure_log(submission, None, log_lines)
+                return JobStatus(spec, "failed", f"{where} ended {slurm} before it started its run", tail, path)
+        if submission.get("executor") == "slurm":
+            return JobStatus(spec, "pending", where)
+        return JobStatus(spec, "submitted", f"not started ({disk.describe()})")
+    return JobStatus(spec, disk.kind.replace("empty", "not started").replace("trained", "trained"),
+                     disk.describe())
+
+
+def recorded_specs(out) -> list:
+    """The jobs a sweep into ``out`` has submitted, from their records (sorted by config name and seed)."""
+    specs = []
+    for path in sorted(Path(out).glob("_sweep/*/seed*/submission.json")):
+        record = read_json(path)
+        if record and "spec" in record:
+            specs.append(JobSpec.from_dict(record["spec"]))
+    return sorted(specs, key=lambda s: (s.name, s.seed))
+
+
+def format_status(statuses) -> str:
+    """A table of the states, then a summary line; failed jobs are followed by their log tail."""
+    if not statuses:
+        return "no jobs"
+    width = max(len(s.spec.name) for s in statuses)
+    lines = [f"{'config':<{width}}  seed  {'state':<11}  detail"]
+    for s in statuses:
+        lines.append(f"{s.spec.name:<{width}}  {s.spec.seed:>4}  {s.state:<11}  {s.detail}".rstrip())
+        if s.log:
+            lines += [f"{'':<{width}}        | {line}" for line in s.log]
+            if s.log_path:
+                lines.append(f"{'':<{width}}        (log: {s.log_path})")
+    counts = {}
+    for s in statuses:
+        counts[s.state] = counts.get(s.state, 0) + 1
+    lines.append(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+    return "\n".join(lines)
