@@ -2,8 +2,9 @@
 
 An AugMix image is ``(1 - m) x + m * sum_i w_i chain_i(x)`` with ``w ~ Dirichlet(alpha)`` and
 ``m ~ Beta(alpha, alpha)``; each of the ``width`` chains applies 1 to 3 random ops (REFERENCE.md
-section 1). Unlike the reference, whose loop reassigns ``depth`` in its first chain so that all
-chains of an image share one depth, each chain here draws its own depth, as the paper describes.
+section 1). Each chain draws its own depth, as the reference does (AugMax's ``augmax_modules/augmax.py``
+calls its ``aug`` once per chain and each call draws a depth; AugMix's ``cifar.py`` draws it inside the
+chain loop); only an early version of google-research's numpy demo let the first chain's depth stand.
 """
 from __future__ import annotations
 

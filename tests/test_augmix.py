@@ -33,7 +33,7 @@ def test_depths_are_uniform_per_chain_and_independent_across_chains(big_draw):
     depth = big_draw.active.sum(-1)  # (width, N)
     counts = torch.bincount(depth.flatten(), minlength=4).numpy()[1:]
     assert counts.sum() == depth.numel() and stats.chisquare(counts).pvalue > P_MIN
-    # The reference's loop shares one depth across an image's chains; each chain draws its own here.
+    # Each chain draws its own depth, as the reference does: three equal depths have probability 1/9.
     same = (depth == depth[0]).all(0).float().mean().item()
     assert abs(same - 1 / 9) < 0.01
 
