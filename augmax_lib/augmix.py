@@ -4,7 +4,7 @@ An AugMix image is ``(1 - m) x + m * sum_i w_i chain_i(x)`` with ``w ~ Dirichlet
 ``m ~ Beta(alpha, alpha)``; each of the ``width`` chains applies 1 to 3 random ops (REFERENCE.md
 section 1). Each chain draws its own depth, as the reference does (AugMax's ``augmax_modules/augmax.py``
 calls its ``aug`` once per chain and each call draws a depth; AugMix's ``cifar.py`` draws it inside the
-chain loop); only an early version of google-research's numpy demo let the first chain's depth stand.
+chain loop); only an early version of google-research's numpy demo reused the first chain's depth.
 """
 from __future__ import annotations
 
