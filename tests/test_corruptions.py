@@ -2,10 +2,14 @@
 (plus OpenCV and the `imagecorruptions` package where they are installed).
 
 Tolerances: deterministic corruptions must equal the reference's float result to within float32
-round-off (2e-6 on [0, 1]) for float input, and be its nearest 8-bit level for uint8 input
-(|ours - 255 ref| <= 0.5 + 1e-3); pixelate and jpeg_compression must equal PIL's 8-bit output
-exactly. Random corruptions: their deterministic parts are checked exactly, and their outputs are
-compared in distribution (moments over many seeded draws, tolerances stated per test).
+round-off (F_TOL) for float input. For uint8 input they must match what the generators stored,
+``np.uint8(np.clip(f, 0, 1) * 255)`` (truncation) of the transcription's float result ``f``: at most
+one level apart anywhere and 0.1 level apart on average (float32 vs float64 round-off decides values
+that are exactly on a level); with ``rounding="nearest"`` they are ``f``'s nearest level. Pixelate
+and jpeg_compression must equal PIL's 8-bit output exactly. Glass blur must equal a transcription of
+the generators' loop given the same offsets. Random corruptions: their deterministic parts are checked
+exactly, and their outputs are compared in distribution (moments over many seeded draws, tolerances
+stated per test).
 """
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ from augmax_lib.corruptions import (ALL_CORRUPTIONS, CORRUPTIONS, EXTRA_CORRUPTI
 from augmax_lib.corruptions import blur, digital, textures
 from augmax_lib.corruptions import _filters, _spatter_ops
 
-U8_TOL = 0.5 + 1e-3
+U8_TOL = 0.5 + 1e-3          # rounding="nearest": within half a level of the float reference
+U8_MAX_DEV, U8_MEAN_DEV = 1, 0.1   # truncation: vs the generators' np.uint8 of the float reference
 # float32 sums over 224x224 zoom stacks drift by a few 1e-6 with the thread count's summation
 # order; 1e-5 is still 0.003 of a grey level.
 F_TOL = 1e-5
@@ -50,13 +55,27 @@ def frost_textures_installed() -> bool:
 FROST_OK = frost_textures_installed()
 
 
+def generator_uint8(f: np.ndarray) -> np.ndarray:
+    """What make_{cifar,tinyimagenet,imagenet}_c.py store of a float result in [0, 1]: np.uint8 truncates."""
+    return np.uint8(np.clip(f, 0, 1) * 255)
+
+
+def uint8_deviation(ours_u8: np.ndarray, ref_u8: np.ndarray) -> tuple[float, int]:
+    """(mean, max) of |ours - ref| in grey levels."""
+    dev = np.abs(ours_u8.astype(np.int64) - ref_u8.astype(np.int64))
+    return float(dev.mean()), int(dev.max())
+
+
 def check_deterministic(images_u8, name, severity, reference, preset="cifar"):
     """Compare corrupt() on float and uint8 input against ``reference`` (float64 HWC in [0, 1])."""
     ref = np.stack([reference(im.astype(np.float64) / 255.0) for im in images_u8])
     out_f = to_hwc(corrupt(to_tensor(images_u8.astype(np.float32) / 255.0), name, severity, preset))
     np.testing.assert_allclose(out_f, ref, atol=F_TOL, rtol=0, err_msg=f"{name} s{severity} float")
-    out_u8 = to_hwc(corrupt(to_tensor(images_u8), name, severity, preset)).astype(np.float64)
-    assert np.abs(out_u8 - ref * 255).max() <= U8_TOL, f"{name} s{severity} uint8"
+    out_u8 = to_hwc(corrupt(to_tensor(images_u8), name, severity, preset))
+    mean, worst = uint8_deviation(out_u8, generator_uint8(ref))
+    assert worst <= U8_MAX_DEV and mean <= U8_MEAN_DEV, f"{name} s{severity} uint8: mean {mean}, max {worst}"
+    nearest = to_hwc(corrupt(to_tensor(images_u8), name, severity, preset, rounding="nearest")).astype(np.float64)
+    assert np.abs(nearest - ref * 255).max() <= U8_TOL, f"{name} s{severity} uint8 nearest"
 
 
 # ---------------------------------------------------------------- references (Hendrycks' formulas)
@@ -324,11 +343,15 @@ def test_against_imagecorruptions_at_imagenet_size(images_hwc):
             # the functions themselves: float results before the package's final uint8 cast
             ref = np.stack([np.asarray(getattr(icc, name)(Image.fromarray(im), s), dtype=np.float64)
                             for im in ims])
-            out = to_hwc(corrupt(x, name, s, "imagenet")).astype(np.float64)
+            out = to_hwc(corrupt(x, name, s, "imagenet"))
             if name in ("pixelate", "jpeg_compression"):
                 np.testing.assert_array_equal(out, ref)
             else:
-                assert np.abs(out - ref).max() <= U8_TOL, (name, s)
+                mean, worst = uint8_deviation(out, np.uint8(ref))      # the generator's np.uint8
+                # Saturation x2 (s3) puts every pixel's lowest channel exactly on a level, where
+                # skimage's float64 lands a hair below or not depending on the values: up to 0.2 level.
+                limit = 0.25 if name == "saturate" else U8_MEAN_DEV
+                assert worst <= U8_MAX_DEV and mean <= limit, (name, s, mean, worst)
 
 
 # ---------------------------------------------------------------- random corruptions: exact parts
@@ -348,46 +371,92 @@ def test_filters_border_rules():
     np.testing.assert_allclose(ours[0], ref, atol=1e-12)
 
 
-@pytest.mark.parametrize("delta,iterations", [(1, 2), (2, 1), (3, 1)])
-def test_glass_blur_swaps_in_reference_order(delta, iterations):
-    """The wave-parallel swap schedule gives exactly the reference's sequential result."""
+def generator_pixel_loop(x: np.ndarray, delta: int, iterations: int, offset) -> np.ndarray:
+    """make_*_c.py's glass-blur loop, line for line, on an (H, W, C) array; ``offset(it, h, w)`` -> (dx, dy).
+
+    Its "swap" assigns numpy views: x[h, w] receives x[h', w'], then x[h', w'] receives the view of
+    x[h, w], which already holds x[h', w']'s values, so x[h', w'] keeps them. Nothing here copies.
+    """
+    x = x.copy()
+    height, width = x.shape[:2]
+    for i in range(iterations):
+        for h in range(height - delta, delta, -1):
+            for w in range(width - delta, delta, -1):
+                dx, dy = offset(i, h, w)
+                h_prime, w_prime = h + dy, w + dx
+                # swap
+                x[h, w], x[h_prime, w_prime] = x[h_prime, w_prime], x[h, w]
+    return x
+
+
+def offsets_from(dy, dx, height, width, delta, image):
+    """The generator's per-step draw, read from our (iterations, P, N) offsets for one image."""
+    positions, _ = blur.shuffle_schedule(height, width, delta)
+    slot = {int(p): i for i, p in enumerate(positions)}
+
+    def offset(i, h, w):
+        j = slot[h * width + w]
+        return int(dx[i, j, image]), int(dy[i, j, image])
+    return offset
+
+
+@pytest.mark.parametrize("delta,iterations", [(1, 2), (2, 1), (3, 1), (4, 2)])
+def test_glass_blur_pixel_loop_copies_in_generator_order(delta, iterations):
+    """The wave-parallel schedule gives exactly the generators' sequential loop (copies, not swaps)."""
     h = w = 24
     positions, _ = blur.shuffle_schedule(h, w, delta)
     n = 3
     g = torch.Generator().manual_seed(0)
-    dy = torch.randint(-delta, delta, (iterations, len(positions), n), generator=g)
-    dx = torch.randint(-delta, delta, (iterations, len(positions), n), generator=g)
+    dy, dx = blur.glass_blur_offsets(n, h, w, delta, iterations, g)
     ours = blur.local_shuffle_source(h, w, delta, dy, dx).numpy()
-    slot = {int(p): i for i, p in enumerate(positions)}
     for k in range(n):
-        img = np.arange(h * w).reshape(h, w)
-        for it in range(iterations):
-            for r in range(h - delta, delta, -1):
-                for c in range(w - delta, delta, -1):
-                    j = slot[r * w + c]
-                    r2, c2 = r + int(dy[it, j, k]), c + int(dx[it, j, k])
-                    img[r, c], img[r2, c2] = img[r2, c2], img[r, c]
-        np.testing.assert_array_equal(ours[k], img.ravel())
+        index = np.repeat(np.arange(h * w).reshape(h, w, 1), 3, axis=2)     # an (H, W, 3) image of indices
+        ref = generator_pixel_loop(index, delta, iterations, offsets_from(dy, dx, h, w, delta, k))
+        np.testing.assert_array_equal(ours[k], ref[..., 0].ravel())
+        # a copy loop leaves duplicates: some pixels are lost, as in the published files
+        assert len(np.unique(ours[k])) < h * w
 
 
-def test_glass_blur_matches_reference_in_distribution(images_hwc):
-    """Mean absolute change per severity: ours vs the sequential numpy reference (tolerance 5 %)."""
+def generator_glass_blur(im: np.ndarray, sigma: float, delta: int, iterations: int, offset) -> np.ndarray:
+    """make_*_c.py's glass_blur on one uint8 (H, W, 3) image, stored as np.uint8 (the float steps via skimage)."""
+    from skimage.filters import gaussian
+
+    x = np.uint8(gaussian(np.array(im) / 255., sigma=sigma, channel_axis=-1) * 255)
+    x = generator_pixel_loop(x, delta, iterations, offset)
+    return np.uint8(np.clip(gaussian(x / 255., sigma=sigma, channel_axis=-1), 0, 1) * 255)
+
+
+@pytest.mark.parametrize("preset,severities,n", [("cifar", (1, 2, 3, 4, 5), 12), ("tinyimagenet", (4, 5), 2)])
+def test_glass_blur_equals_generator_on_the_same_offsets(images_hwc, preset, severities, n):
+    """uint8 glass blur vs the transcription fed our offsets: equal but for float round-off at a level."""
+    pytest.importorskip("skimage")
+    size = PRESETS[preset].image_size
+    ims = images_hwc[:n]
+    if size != 32:
+        ims = np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BICUBIC)) for im in ims])
+    for s in severities:
+        sigma, delta, iterations = PRESETS[preset].params["glass_blur"][s - 1]
+        ours = to_hwc(corrupt(to_tensor(ims), "glass_blur", s, preset, generator=torch.Generator().manual_seed(s)))
+        dy, dx = blur.glass_blur_offsets(n, size, size, delta, iterations, torch.Generator().manual_seed(s))
+        ref = np.stack([generator_glass_blur(im, sigma, delta, iterations, offsets_from(dy, dx, size, size, delta, k))
+                        for k, im in enumerate(ims)])
+        mean, worst = uint8_deviation(ours, ref)
+        # Equal, but where a flat patch's float64 blur lands within 1e-13 of a level: scipy's summation
+        # order puts it a hair below for some levels (np.uint8 then drops one), ours need not (0.1 %).
+        assert worst <= 1 and (ours != ref).mean() < 0.005 and mean <= 0.01, (preset, s, mean, worst)
+
+
+def test_glass_blur_strength_matches_generator(images_hwc):
+    """Mean change per severity: ours vs the transcription with numpy-drawn offsets (5 %): catches swaps."""
+    pytest.importorskip("skimage")
     ims = images_hwc[:24]
     rng = np.random.default_rng(0)
     for s, (sigma, delta, iters) in enumerate(PRESETS["cifar"].params["glass_blur"], 1):
-        refs = []
-        for im in ims:
-            x = np.floor(ndimage.gaussian_filter(im / 255.0, (sigma, sigma, 0), mode="nearest") * 255 + 1e-6)
-            for _ in range(iters):
-                for r in range(32 - delta, delta, -1):
-                    for c in range(32 - delta, delta, -1):
-                        ddx, ddy = rng.integers(-delta, delta, size=2)
-                        x[r, c], x[r + ddy, c + ddx] = x[r + ddy, c + ddx].copy(), x[r, c].copy()
-            refs.append(np.clip(ndimage.gaussian_filter(x / 255.0, (sigma, sigma, 0), mode="nearest"), 0, 1))
-        ref_change = np.abs(np.stack(refs) - ims / 255.0).mean()
-        ours = to_hwc(corrupt(to_tensor(ims.astype(np.float32) / 255), "glass_blur", s,
-                              generator=torch.Generator().manual_seed(s)))
-        our_change = np.abs(ours - ims / 255.0).mean()
+        refs = np.stack([generator_glass_blur(im, sigma, delta, iters,
+                                              lambda i, h, w: rng.integers(-delta, delta, size=2)) for im in ims])
+        ref_change = np.abs(refs / 255.0 - ims / 255.0).mean()
+        ours = to_hwc(corrupt(to_tensor(ims), "glass_blur", s, generator=torch.Generator().manual_seed(s)))
+        our_change = np.abs(ours / 255.0 - ims / 255.0).mean()
         assert abs(our_change - ref_change) <= 0.05 * ref_change, (s, our_change, ref_change)
 
 
@@ -538,7 +607,8 @@ def ref_snow(x, c, rng):
     layer = ref_clipped_zoom(layer[..., None], c[2])[..., 0]
     layer[layer < c[3]] = 0
     layer = np.floor(np.clip(layer, 0, 1) * 255) / 255
-    layer = np.round(ref_motion_blur(layer, c[4], c[5], rng.uniform(-135, -45)) * 255) / 255
+    # ImageMagick 6's 8-bit result of the blur is floored as well
+    layer = np.floor(ref_motion_blur(layer, c[4], c[5], rng.uniform(-135, -45)) * 255 + 1e-6) / 255
     gray = x @ np.array([0.299, 0.587, 0.114])
     x = c[6] * x + (1 - c[6]) * np.maximum(x, gray[..., None] * 1.5 + 0.5)
     return np.clip(x + layer[..., None] + np.rot90(layer, 2)[..., None], 0, 1)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 __all__ = ["fold_index", "cached", "gaussian_taps", "filter_matrix", "gaussian_matrix", "separable",
-           "gaussian_blur", "sample_bilinear", "motion_blur_lines", "rgb_to_gray", "quantize_floor"]
+           "gaussian_blur", "sample_bilinear", "motion_blur_lines", "rgb_to_gray", "floor_levels", "quantize_floor", "LEVEL_EPS"]
 
 # Border rules, named after what they do:
 #   "nearest"    aaa|abcd|ddd   (scipy "nearest", OpenCV BORDER_REPLICATE)
@@ -164,10 +164,18 @@ def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
     return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
-def quantize_floor(x: torch.Tensor) -> torch.Tensor:
-    """What the generators' ``np.uint8(v * 255)`` keeps of a [0, 1] float: floor to a level, as [0, 1].
+# Added before flooring v * 255: covers round-off (a few units in the last place of 255), so a value
+# that is exactly a level in exact arithmetic stays on it, while values a hair below a level still
+# drop to the level below, as in the float64 generators. (Small Gaussian taps put values 1e-7 below a
+# level on flat patches; only float64 tells those apart, so glass blur runs in float64.)
+LEVEL_EPS = {torch.float64: 1e-9, torch.float32: 3e-5}
 
-    The small offset absorbs float32 round-off, so a value that is exactly a level in exact
-    arithmetic stays on that level.
-    """
-    return torch.floor(x * 255.0 + 1e-3).clamp_(0, 255) / 255.0
+
+def floor_levels(x: torch.Tensor) -> torch.Tensor:
+    """The generators' ``np.uint8(v * 255)`` of a [0, 1] float: the grey level it truncates to, as a float."""
+    return torch.floor(x * 255.0 + LEVEL_EPS.get(x.dtype, 3e-5)).clamp_(0, 255)
+
+
+def quantize_floor(x: torch.Tensor) -> torch.Tensor:
+    """What the generators' ``np.uint8(v * 255)`` keeps of a [0, 1] float: floor to a level, as [0, 1]."""
+    return floor_levels(x) / 255.0

@@ -1,4 +1,4 @@
-"""Blur corruptions: defocus (anti-aliased disk), glass (blur, local pixel swaps, blur), motion, zoom, Gaussian.
+"""Blur corruptions: defocus (anti-aliased disk), glass (blur, local pixel copies, blur), motion, zoom, Gaussian.
 
 Kernels take float images (N, C, H, W) in [0, 1] and return float images in [0, 1].
 """
@@ -14,7 +14,8 @@ from ._filters import (cached, filter_matrix, gaussian_blur as _gaussian, motion
                        quantize_floor)
 
 __all__ = ["defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "gaussian_blur",
-           "disk_kernel", "clipped_zoom_matrix", "shuffle_schedule", "local_shuffle_source"]
+           "disk_kernel", "clipped_zoom_matrix", "shuffle_schedule", "glass_blur_offsets",
+           "local_shuffle_source"]
 
 
 @lru_cache(maxsize=None)
@@ -53,13 +54,13 @@ def defocus_blur(x: torch.Tensor, params, generator=None) -> torch.Tensor:
 
 @lru_cache(maxsize=None)
 def shuffle_schedule(h: int, w: int, delta: int) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Positions of glass blur's swap loop, regrouped into waves of swaps that touch disjoint pixels.
+    """Positions of glass blur's pixel loop, regrouped into waves of steps that touch disjoint pixels.
 
-    The reference visits (row, col) for row = h-delta .. delta+1 and col = w-delta .. delta+1 (both
-    descending) and swaps each pixel with one at offset (dy, dx) in [-delta, delta)^2. A swap touches
-    rows and cols within [-delta, delta) of its centre, so visiting in order of
-    t = 2 delta (h - delta - row) + (w - delta - col) runs every pair of overlapping swaps in the
-    reference's order, while swaps with equal t never overlap and can run at once. Returns the
+    The generators visit (row, col) for row = h-delta .. delta+1 and col = w-delta .. delta+1 (both
+    descending) and copy into each pixel the one at offset (dy, dx) in [-delta, delta)^2. A step
+    touches rows and cols within [-delta, delta) of its centre, so visiting in order of
+    t = 2 delta (h - delta - row) + (w - delta - col) runs every pair of overlapping steps in the
+    generators' order, while steps with equal t never overlap and can run at once. Returns the
     flat positions sorted by t and the size of each wave.
     """
     rows = np.arange(h - delta, delta, -1)
@@ -76,39 +77,44 @@ def _schedule_positions(h: int, w: int, delta: int) -> np.ndarray:
     return shuffle_schedule(h, w, delta)[0]
 
 
-def local_shuffle_source(h: int, w: int, delta: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    """Apply glass blur's swap loop to pixel indices: the source pixel of every position, (N, H*W) long.
+def glass_blur_offsets(n: int, h: int, w: int, delta: int, iterations: int, generator=None, device=None):
+    """Every step's source offsets ``(dy, dx)``, each (iterations, P, N) long in [-delta, delta), in the
+    order of ``shuffle_schedule(h, w, delta)``'s P positions: the first draws ``glass_blur`` makes."""
+    shape = (iterations, len(shuffle_schedule(h, w, delta)[0]), n)
+    dy = torch.randint(-delta, delta, shape, generator=generator, device=device)
+    dx = torch.randint(-delta, delta, shape, generator=generator, device=device)
+    return dy, dx
 
-    ``dy``, ``dx`` (iterations, P, N) are each swap's offsets in [-delta, delta), listed in the order
-    of ``shuffle_schedule(h, w, delta)``'s positions.
+
+def local_shuffle_source(h: int, w: int, delta: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Apply glass blur's pixel loop to pixel indices: the source pixel of every position, (N, H*W) long.
+
+    Each step copies the pixel at (row + dy, col + dx) into (row, col) and leaves the other one as
+    it was. The generators' ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` reads as a swap, but both
+    sides are numpy views of one array: the first assignment overwrites what the second view shows,
+    so (h', w') gets its own value back. ``dy``, ``dx``: as ``glass_blur_offsets`` returns them.
     """
     _, sizes = shuffle_schedule(h, w, delta)
     iterations, _, n = dy.shape
     positions = cached(_schedule_positions, h, w, delta, device=dy.device, dtype=torch.long)
     perm = torch.arange(h * w, device=dy.device).unsqueeze(1).repeat(1, n)       # (H*W, N): rows contiguous
-    partners = positions[None, :, None] + dy * w + dx
+    sources = positions[None, :, None] + dy * w + dx
     for it in range(iterations):
         start = 0
         for size in sizes:
-            p = positions[start:start + size]
-            q = partners[it, start:start + size]
-            at_p = perm.index_select(0, p)
-            at_q = perm.gather(0, q)
-            perm.index_copy_(0, p, at_q)
-            perm.scatter_(0, q, at_p)
+            # Steps of one wave touch disjoint pixels, so their reads and writes cannot interleave.
+            perm.index_copy_(0, positions[start:start + size], perm.gather(0, sources[it, start:start + size]))
             start += size
     return perm.t()
 
 
 def glass_blur(x: torch.Tensor, params, generator=None) -> torch.Tensor:
-    """Gaussian blur, store as 8-bit (floor, as the generator's ``np.uint8``), local pixel swaps, blur again."""
+    """Gaussian blur, store as 8-bit (floor, as the generators' ``np.uint8``), local pixel copies, blur again."""
     sigma, delta, iterations = params
     n, c, h, w = x.shape
-    y = quantize_floor(_gaussian(x, sigma))
     delta, iterations = int(delta), int(iterations)
-    shape = (iterations, len(shuffle_schedule(h, w, delta)[0]), n)
-    dy = torch.randint(-delta, delta, shape, generator=generator, device=x.device)
-    dx = torch.randint(-delta, delta, shape, generator=generator, device=x.device)
+    dy, dx = glass_blur_offsets(n, h, w, delta, iterations, generator, x.device)
+    y = quantize_floor(_gaussian(x, sigma))
     source = local_shuffle_source(h, w, delta, dy, dx)
     y = y.reshape(n, c, h * w).gather(2, source.unsqueeze(1).expand(n, c, h * w)).reshape(n, c, h, w)
     return _gaussian(y, sigma).clamp_(0, 1)

@@ -17,7 +17,7 @@ from PIL import Image
 from ._filters import cached, gaussian_blur, sample_bilinear, separable
 
 __all__ = ["brightness", "contrast", "saturate", "elastic_transform", "pixelate", "jpeg_compression",
-           "pil_box_matrix", "warp_affine", "displace"]
+           "jpeg_roundtrip", "pil_box_matrix", "warp_affine", "displace"]
 
 
 def brightness(x: torch.Tensor, shift: float, generator=None) -> torch.Tensor:
@@ -221,8 +221,22 @@ def jpeg_compression(x: torch.Tensor, quality: int, generator=None, *, from_uint
     Uses torchvision's libjpeg codec on the CPU when present (same bytes and pixels as Pillow, about
     three times faster), else Pillow. Images on another device travel to the CPU and back.
     """
-    levels = torch.round(x * 255.0).clamp_(0, 255).to(torch.uint8).cpu()
-    out = _codec_roundtrip_torchvision(levels, int(quality))
+    levels = torch.round(x * 255.0).clamp_(0, 255).to(torch.uint8)
+    return jpeg_roundtrip(levels, quality).to(x.dtype) / 255.0
+
+
+def jpeg_roundtrip(levels: torch.Tensor, quality: int) -> torch.Tensor:
+    """uint8 images (N, C, H, W) saved as baseline JPEG at ``quality`` (4:2:0) and decoded, as by Pillow.
+
+    Also what the Tiny-ImageNet-C and ImageNet-C generators' final ``save(..., quality=85)`` does to
+    every image (their ``optimize=True`` only shrinks the Huffman tables). Returns ``levels``'s device.
+    """
+    if levels.dtype != torch.uint8 or levels.dim() != 4:
+        raise ValueError(f"levels: expected uint8 images (N, C, H, W), got {levels.dtype} {tuple(levels.shape)}")
+    if levels.shape[0] == 0:
+        return levels.clone()
+    cpu = levels.cpu()
+    out = _codec_roundtrip_torchvision(cpu, int(quality))
     if out is None:
-        out = _codec_roundtrip_pil(levels, int(quality))
-    return out.to(x.device).to(x.dtype) / 255.0
+        out = _codec_roundtrip_pil(cpu, int(quality))
+    return out.to(levels.device)

@@ -28,11 +28,11 @@ def snow(x: torch.Tensor, params, generator=None) -> torch.Tensor:
         m = cached(clipped_zoom_matrix, h, float(zoom), device=x.device, dtype=x.dtype)
         layer = m @ layer @ m.t()
     layer = torch.where(layer < threshold, 0.0, layer)
-    # The generator stores the layer as an 8-bit PNG (np.uint8: floor) for ImageMagick, which blurs it
-    # and writes 8 bits back (rounded).
+    # The generator stores the layer as an 8-bit PNG (np.uint8: floor) for ImageMagick 6, whose blurred
+    # 8-bit result is floored too, not rounded.
     layer = quantize_floor(layer.clamp(0, 1))
     angle = torch.rand(n, generator=generator, device=x.device) * 90.0 - 135.0
-    layer = torch.round(motion_blur_lines(layer, radius, sigma, angle) * 255.0) / 255.0
+    layer = quantize_floor(motion_blur_lines(layer, radius, sigma, angle))
     brighter = torch.maximum(x, rgb_to_gray(x) * 1.5 + 0.5)
     x = weight * x + (1 - weight) * brighter
     return (x + layer + layer.flip(-1, -2)).clamp_(0, 1)
