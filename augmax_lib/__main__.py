@@ -27,24 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(err: BaseException) -> str:
-    """The message of a user error; one raised in a DataLoader worker comes back wrapped with the worker's
-    traceback, of which only the last line is the message."""
-    text = str(err).strip()
-    if "Traceback (most recent call last)" in text:
-        last = text.splitlines()[-1]
-        text = last.split(": ", 1)[1] if last.split(": ", 1)[0].endswith(type(err).__name__) else last
-    return text
-
-
 def main(argv=None) -> int:
-    from augmax_lib._checks import InputError
+    from augmax_lib._checks import InputError, user_message
 
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except InputError as err:  # a bad file, folder or argument: one line, no traceback (bugs keep theirs)
-        print(f"python -m augmax_lib {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        print(f"python -m augmax_lib {args.command}: error: {user_message(err)}", file=sys.stderr)
         return 2
 
 

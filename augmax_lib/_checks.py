@@ -1,9 +1,13 @@
 """Input checks shared by the library: clear errors that name the argument and what was expected."""
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import torch
 
-__all__ = ["InputError", "check_images", "check_per_image", "check_generator", "to_float", "like_input"]
+__all__ = ["InputError", "user_message", "check_writable_folder", "check_images", "check_per_image", "check_generator", "to_float",
+           "like_input"]
 
 
 class InputError(Exception):
@@ -13,6 +17,33 @@ class InputError(Exception):
     exception is a bug and keeps its traceback. Error types of the library that describe bad input derive
     from it as well as from the built-in type callers already catch (ValueError, FileNotFoundError, ...).
     """
+
+
+def user_message(err: BaseException) -> str:
+    """The message of an InputError for the command line; one raised in a DataLoader worker comes back with
+    the worker's traceback in its message, of which only the last line is the message."""
+    text = str(err).strip()
+    if "Traceback (most recent call last)" in text:
+        last = text.splitlines()[-1]
+        kind, _, rest = last.partition(": ")
+        text = rest if rest and kind.endswith(type(err).__name__) else last
+    return text
+
+
+def check_writable_folder(path, name: str = "--out") -> Path:
+    """Create folder ``path`` if needed and check a file can be written in it; InputError naming ``name`` if not.
+
+    Called before long work, so that an unwritable output is reported before the hours, not after them.
+    """
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{name} {path}: is a file, expected a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as err:
+        raise InputError(f"{name} {path}: cannot write in this folder ({err.strerror or err})") from err
+    return path
 
 
 def check_images(x, name: str = "x", channels: tuple[int, ...] = (1, 3)) -> None:

@@ -56,11 +56,11 @@ def test_no_model_named_is_an_error(capsys):
 
 def _stand_in(monkeypatch, calls):
     """Our planted model stands in for the reference backbone; its state dict is the checkpoint."""
-    def load(path, name, num_classes):
-        calls.append((str(path), name, num_classes))
-        model = PlantedPixelModel(num_classes)
+    def load(path, name, num_classes, dataset):
+        calls.append((str(path), name, num_classes, dataset))
+        model = PlantedPixelModel(num_classes or 10)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model
+        return model, dataset or "cifar10"
 
     monkeypatch.setattr(cli, "_load_reference", load)
 
@@ -92,7 +92,7 @@ def test_end_to_end_with_a_tiny_checkpoint(tmp_path, monkeypatch, capsys):
             "--out", str(out), "--device", "cpu", "--batch-size", "8", "--quiet"]
     with pytest.warns(UserWarning):
         assert _run(argv) == 0
-    assert calls == [(str(ckpt), "resnet18", 10)]
+    assert calls == [(str(ckpt), "resnet18", 10, "cifar10")]
     results = json.loads((out / "results.json").read_text())
     m = results["metrics"]
     assert m["sa"] == pytest.approx(15 / 20)

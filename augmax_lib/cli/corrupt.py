@@ -208,7 +208,12 @@ def run(args) -> int:
         print("NOTE: this is the SYNTHETIC stand-in data set, not CIFAR: its corrupted files say nothing "
               "about CIFAR-10-C", file=sys.stderr)
 
-    args.out.mkdir(parents=True, exist_ok=True)
+    from augmax_lib._checks import InputError, check_writable_folder
+
+    try:
+        check_writable_folder(args.out, "--out")
+    except InputError as err:
+        return _fail(str(err))
     labels = np.tile(test.labels.numpy().astype(np.uint8), 5)
     labels_path = args.out / "labels.npy"
     try:

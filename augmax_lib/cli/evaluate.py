@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from augmax_lib._checks import InputError, check_writable_folder, user_message
+
 __all__ = ["add_arguments", "run", "LoadedModel", "ModelSourceError", "register_model_source", "MODEL_SOURCES",
            "NUM_CLASSES", "REFERENCE_MODELS_URL"]
 
@@ -19,7 +21,7 @@ REFERENCE_MODELS_URL = "https://github.com/VITA-Group/AugMax#pretrained-models"
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "tinyimagenet": 200, "imagenet": 1000, "synthetic": 10}
 
 
-class ModelSourceError(RuntimeError):
+class ModelSourceError(RuntimeError, InputError):
     """A model source could not give a model; the message is one line saying where it looked and what to do."""
 
 
@@ -54,11 +56,41 @@ def register_model_source(flag: str, load: Callable, help: str, metavar: str = "
     MODEL_SOURCES[dest] = _Source(flag, dest, help, metavar, load)
 
 
-def _load_reference(path, name: str, num_classes: int):
-    """The authors' checkpoint in our backbone (augmax_lib.models; a seam for tests)."""
+def _load_reference(path, name: str, num_classes, dataset):
+    """The authors' checkpoint in our backbone and the data set it was made for (augmax_lib.models; a seam for
+    tests): ``dataset`` None is told by the checkpoint's head, and a head of unknown size is refused."""
     from augmax_lib.models import load_reference_checkpoint
+    from augmax_lib.models.reference_checkpoint import read_reference_checkpoint, reference_checkpoint_dataset
 
-    return load_reference_checkpoint(path, name, num_classes)
+    state = read_reference_checkpoint(path)
+    if dataset is None:
+        dataset = reference_checkpoint_dataset(state, name)
+    return load_reference_checkpoint(state, name, num_classes, dataset=dataset), dataset
+
+
+def _head_classes(model, default=None):
+    """The class count of the model's last linear layer (``default`` for a model without one)."""
+    from torch import nn
+
+    heads = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return heads[-1].out_features if heads else default
+
+
+def _reference_problem(path: Path, err, args) -> str:
+    """One line for a checkpoint that does not load: the file, what is wrong, and which flag fixes it."""
+    if err.fits:
+        return (f"{path} is not a {args.model} checkpoint ({len(err.missing)} of the model's keys are missing from "
+                f"it, {len(err.extra)} of its keys are not in the model) but its keys and shapes fit "
+                f"{' and '.join(err.fits)}: pass --model {err.fits[0]}")
+    if err.head_classes is not None:
+        from augmax_lib.models import REFERENCE_DATASETS
+
+        known = [d for d, (c, _) in REFERENCE_DATASETS.items() if c == err.head_classes]
+        fix = (f"pass --dataset {known[0]}" if known and args.dataset != known[0]
+               else f"pass --num-classes {err.head_classes} and the --dataset it was trained on")
+        return f"{path}: the checkpoint's head has {err.head_classes} classes ({args.model}): {fix}"
+    message = str(err)
+    return message if message.startswith(str(path)) else f"{path}: {message}"
 
 
 def _imagenet_normalize():
@@ -73,16 +105,30 @@ def _imagenet_normalize():
 
 def _from_reference_checkpoint(value: str, args) -> LoadedModel:
     path = Path(value).expanduser()
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.pth"))
+        raise ModelSourceError(f"{path} (the path given to --reference-checkpoint) is a folder; pass the checkpoint "
+                               f"file in it" + (f" (it holds {', '.join(found[:5])})" if found else ""))
     if not path.is_file():
         raise ModelSourceError(
             f"no checkpoint file at {path.resolve()} (the path given to --reference-checkpoint); download the "
             f"authors' files (best_SA.pth per model) from the Google Drive folder linked at {REFERENCE_MODELS_URL} "
             f"on a machine with internet, then pass the file's path")
-    model = _load_reference(path, args.model, args.num_classes)
+    from augmax_lib.models import ReferenceCheckpointError
+
+    # The synthetic set is 32x32 with 10 classes: a CIFAR-10 checkpoint's stem and head, told by the head.
+    stem_dataset = None if args.dataset in (None, "synthetic") else args.dataset
+    if stem_dataset is not None and (stem_dataset == "imagenet") != args.model.endswith("_imagenet"):
+        raise ModelSourceError(f"--dataset {args.dataset} does not go with --model {args.model}: the authors' ImageNet "
+                               f"models are the *_imagenet backbones, their CIFAR and Tiny-ImageNet models the others")
+    try:
+        model, dataset = _load_reference(path, args.model, args.num_classes, stem_dataset)
+    except ReferenceCheckpointError as err:
+        raise ModelSourceError(_reference_problem(path, err, args)) from err
     transform = _imagenet_normalize() if args.model.endswith("_imagenet") else None
     info = {"source": "reference checkpoint (VITA-Group/AugMax)", "name": args.model, "norm": "dubin",
-            "num_classes": args.num_classes}
-    return LoadedModel(model, info, path, transform)
+            "num_classes": _head_classes(model, args.num_classes), "trained_on": dataset}
+    return LoadedModel(model, info, path, transform, None if args.dataset == "synthetic" else dataset)
 
 
 register_model_source("--reference-checkpoint", _from_reference_checkpoint, metavar="FILE",
@@ -115,8 +161,10 @@ def add_arguments(parser) -> None:
     group = parser.add_argument_group("model (give exactly one)")
     for source in MODEL_SOURCES.values():
         group.add_argument(source.flag, dest=source.dest, metavar=source.metavar, help=source.help)
-    parser.add_argument("--model", default="resnet18",
-                        help="backbone name of the checkpoint (resnet18, wrn40_2, resnext29, resnet18_imagenet, ...)")
+    from augmax_lib.models import list_models
+
+    parser.add_argument("--model", default="resnet18", choices=list_models(),
+                        help="backbone of the checkpoint (default resnet18)")
     parser.add_argument("--dataset", default=None, choices=sorted(NUM_CLASSES),
                         help="test data (default: cifar10, or the data set a training run used)")
     parser.add_argument("--num-classes", type=int, default=None, help="classes of the head (default: the data set's)")
@@ -136,6 +184,31 @@ def add_arguments(parser) -> None:
     parser.add_argument("--spatial-k", type=int, default=10, help="draws of the worst-of-k spatial attack")
     parser.add_argument("--seed", type=int, default=0, help="seed of the spatial attack and generated corruptions")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _check_options(args) -> Optional[str]:
+    """The first option with a value that cannot work, as a one-line message; None if all can."""
+    import torch
+
+    from augmax_lib.corruptions import ALL_CORRUPTIONS
+
+    if args.batch_size < 1:
+        return f"--batch-size: expected a positive integer, got {args.batch_size}"
+    if args.spatial_k < 1:
+        return f"--spatial-k: expected a positive number of draws, got {args.spatial_k}"
+    if args.num_classes is not None and args.num_classes < 1:
+        return f"--num-classes: expected a positive integer, got {args.num_classes}"
+    unknown = [c for c in args.corruptions or () if c not in ALL_CORRUPTIONS]
+    if unknown:
+        return f"--corruptions: unknown name(s) {', '.join(unknown)}; expected some of {', '.join(ALL_CORRUPTIONS)}"
+    if args.device is not None:
+        try:
+            device = torch.device(args.device)
+        except RuntimeError:
+            return f"--device: expected cpu, cuda or cuda:N, got {args.device!r}"
+        if device.type == "cuda" and not torch.cuda.is_available():
+            return f"--device {args.device}: CUDA is not available on this machine; use --device cpu"
+    return None
 
 
 def _fail(message: str) -> int:
@@ -168,7 +241,6 @@ def _summary(results: dict) -> str:
 def run(args) -> int:
     import torch
 
-    from augmax_lib.data import DataFormatError, DatasetNotFoundError
     from augmax_lib.evaluate import evaluate_model, provenance, write_json_atomic
 
     chosen = [(s, getattr(args, s.dest, None)) for s in MODEL_SOURCES.values() if getattr(args, s.dest, None)]
@@ -176,34 +248,44 @@ def run(args) -> int:
         flags = " or ".join(s.flag for s in MODEL_SOURCES.values())
         return _fail(f"name the model with exactly one of {flags}")
     source, value = chosen[0]
+    problem = _check_options(args)
+    if problem:
+        return _fail(problem)
     if args.num_classes is None and args.dataset is not None:
-        args.num_classes = NUM_CLASSES[args.dataset]
-    if args.num_classes is None:
-        args.num_classes = NUM_CLASSES["cifar10"]
+        args.num_classes = NUM_CLASSES[args.dataset]  # else the checkpoint's head says it
     try:
         loaded = source.load(value, args)
     except ModelSourceError as err:
         return _fail(str(err))
     dataset = args.dataset or loaded.dataset or "cifar10"
+    if args.num_classes is None:
+        args.num_classes = NUM_CLASSES[dataset]
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     name = loaded.checkpoint.stem if loaded.checkpoint is not None else Path(str(value)).name
     out = Path(args.out) if args.out else loaded.out or Path("runs") / "evaluate" / f"{args.model}-{dataset}-{name}"
     target = out / "results.json"
     if target.exists() and not args.force:
         return _fail(f"{target} exists; pass --force to replace it or choose another --out")
+    try:
+        check_writable_folder(out, "--out")  # before the long evaluation, not after it
+    except InputError as err:
+        return _fail(str(err))
     model = loaded.model.to(device)
     try:
         results = evaluate_model(model, dataset, args.root, skip=args.skip, device=device,
                                  batch_size=args.batch_size, seed=args.seed, spatial_k=args.spatial_k,
                                  corruptions=args.corruptions, generate_corruptions=args.generate_corruptions or None,
                                  input_transform=loaded.input_transform, progress=not args.quiet)
-    except (DatasetNotFoundError, DataFormatError) as err:
-        return _fail(str(err))
+    except InputError as err:  # a missing or broken data set, a bad option
+        return _fail(user_message(err))
     results["model"] = loaded.info
     arguments = {k: v for k, v in vars(args).items() if not k.startswith("_")}
     results["provenance"] = provenance(checkpoint=loaded.checkpoint, data_source=results["data_source"],
                                        device=device, extra={"arguments": arguments})
-    write_json_atomic(target, results)
+    try:
+        write_json_atomic(target, results)
+    except OSError as err:
+        return _fail(f"--out {out}: cannot write {target.name} ({err.strerror or err})")
     print(_summary(results))
     print(f"wrote {target}")
     return 0

@@ -8,7 +8,7 @@ import numpy as np
 
 from .imageset import ImageSet, check_labels, from_hwc, warn_count
 from .jpeg_mirror import CIFAR10_CLASSES, MIRROR_TARBALL, MIRROR_TREE, find_mirror, load_mirror, mirror_candidates
-from .roots import DataFormatError, DatasetNotFoundError, describe_root, resolve_root
+from .roots import DataFormatError, DatasetNotFoundError, describe_root, how_to_replace, resolve_root
 
 __all__ = ["CIFAR10_CLASSES", "CIFAR100_CLASSES", "load_cifar10", "load_cifar100", "read_cifar_batches"]
 
@@ -42,8 +42,12 @@ def _unpickle(path: Path) -> dict:
         with open(path, "rb") as f:
             # The batches were pickled by Python 2; latin1 keeps the byte strings intact.
             obj = pickle.load(f, encoding="latin1")
-    except (pickle.UnpicklingError, EOFError, OSError) as err:
-        raise DataFormatError(f"{path}: not a readable CIFAR python batch ({err})") from err
+    except MemoryError:
+        raise
+    except Exception as err:  # a cut or foreign file fails inside pickle in many ways; all mean the same here
+        size = path.stat().st_size
+        raise DataFormatError(f"{path}: not a readable CIFAR python batch ({type(err).__name__}: {err}; the file "
+                              f"holds {size} bytes, about 3073 per image in a whole batch: truncated?)") from err
     if not isinstance(obj, dict):
         raise DataFormatError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
     return obj
@@ -77,7 +81,8 @@ def _load_batches(name: str, split: str, root: Path, download: bool) -> ImageSet
         cls(str(root), train=(split == "train"), download=True)
     if not folder.is_dir():
         return None
-    images, labels = read_cifar_batches(folder, layout[split], layout["label_key"], len(layout["classes"]))
+    with how_to_replace(f"download {layout['url']} again and unpack it into {root} (replacing {folder})"):
+        images, labels = read_cifar_batches(folder, layout[split], layout["label_key"], len(layout["classes"]))
     warn_count(f"{folder} ({split})", len(labels), _OFFICIAL[split])
     return from_hwc(images, labels, layout["classes"], layout["source"], name)
 

@@ -1,11 +1,10 @@
 """CIFAR-10.1 (Recht et al.): ``cifar10.1_v{4,6}_{data,labels}.npy``, a new test set for CIFAR-10 models."""
 from __future__ import annotations
 
-import numpy as np
-
 from .cifar import CIFAR10_CLASSES
 from .imageset import ImageSet, check_hwc_uint8, check_labels, from_hwc, warn_count
-from .roots import DatasetNotFoundError, describe_root, resolve_root
+from .npy import open_npy
+from .roots import DatasetNotFoundError, describe_root, how_to_replace, resolve_root
 
 __all__ = ["CIFAR101_VERSIONS", "cifar101_candidates", "find_cifar101", "load_cifar101"]
 
@@ -41,9 +40,10 @@ def load_cifar101(version: str = "v6", root=None) -> ImageSet:
             f"download cifar10.1_{version}_data.npy and cifar10.1_{version}_labels.npy from {URL} into "
             f"{looked[0]}", describe_root(root))
     data_path = folder / f"cifar10.1_{version}_data.npy"
-    images = np.load(data_path, allow_pickle=False)
-    check_hwc_uint8(images, str(data_path), (32, 32))
-    labels = check_labels(np.load(folder / f"cifar10.1_{version}_labels.npy", allow_pickle=False),
-                          images.shape[0], 10, str(folder / f"cifar10.1_{version}_labels.npy"))
+    labels_path = folder / f"cifar10.1_{version}_labels.npy"
+    with how_to_replace(f"download {data_path.name} and {labels_path.name} again from {URL} into {folder}"):
+        images = open_npy(data_path)
+        check_hwc_uint8(images, str(data_path), (32, 32))
+        labels = check_labels(open_npy(labels_path), images.shape[0], 10, str(labels_path))
     warn_count(str(data_path), images.shape[0], CIFAR101_VERSIONS[version])
     return from_hwc(images, labels, CIFAR10_CLASSES, f"CIFAR-10.1 {version}", "cifar10.1")

@@ -7,7 +7,8 @@ import numpy as np
 
 from .cifar import CIFAR10_CLASSES, CIFAR100_CLASSES
 from .imageset import ImageSet, check_hwc_uint8, check_labels, from_hwc, warn_count
-from .roots import DataFormatError, DatasetNotFoundError, describe_root, resolve_root
+from .npy import open_npy
+from .roots import DataFormatError, DatasetNotFoundError, describe_root, how_to_replace, resolve_root
 
 __all__ = ["BENCHMARK_CORRUPTIONS", "EXTRA_CORRUPTION_NAMES", "SEVERITIES", "cifar_c_folder",
            "available_corruptions", "load_cifar_c"]
@@ -57,8 +58,7 @@ def _how(dataset: str, folder: Path) -> str:
 
 
 def _read_labels(folder: Path, n: int, num_classes: int) -> np.ndarray:
-    labels = check_labels(np.load(folder / "labels.npy", allow_pickle=False), n, num_classes,
-                          f"{folder / 'labels.npy'}")
+    labels = check_labels(open_npy(folder / "labels.npy"), n, num_classes, f"{folder / 'labels.npy'}")
     # The official labels.npy repeats the test labels once per severity.
     per = labels.reshape(5, n // 5)
     if not (per == per[:1]).all():
@@ -79,13 +79,15 @@ def load_cifar_c(corruption: str, severity: int, dataset: str = "cifar10", root=
         missing = [p for p in (path, folder / "labels.npy") if not p.is_file()]
         raise DatasetNotFoundError(f"{layout['source']} ({corruption})", missing, _how(dataset, folder),
                                    describe_root(root))
-    # Memory-mapped, so that reading one severity touches a fifth of the file.
-    data = np.load(path, mmap_mode="r", allow_pickle=False)
-    check_hwc_uint8(data, str(path), (32, 32))
-    n = data.shape[0]
-    if n % 5:
-        raise DataFormatError(f"{path}: {n} images is not a multiple of 5 (expected 5 severities stacked in order)")
-    labels = _read_labels(folder, n, len(layout["classes"]))
+    with how_to_replace(_how(dataset, folder)):
+        # Memory-mapped, so that reading one severity touches a fifth of the file.
+        data = open_npy(path, mmap=True)
+        check_hwc_uint8(data, str(path), (32, 32))
+        n = data.shape[0]
+        if n % 5:
+            raise DataFormatError(f"{path}: {n} images is not a multiple of 5 (expected 5 severities stacked "
+                                  f"in order, {_OFFICIAL_PER_SEVERITY} images each)")
+        labels = _read_labels(folder, n, len(layout["classes"]))
     warn_count(str(path), n, 5 * _OFFICIAL_PER_SEVERITY)
     per = n // 5
     block = slice((severity - 1) * per, severity * per)

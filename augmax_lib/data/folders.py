@@ -6,6 +6,7 @@ import io
 import os
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +27,21 @@ def decode_image(source, what: str, size: tuple | None = None) -> np.ndarray:
         with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as img:
             img = img.convert("RGB") if img.mode != "RGB" else img
             array = np.asarray(img, dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError) as err:
-        raise DataFormatError(f"{what}: cannot decode the image ({err})") from err
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        size = len(source) if isinstance(source, (bytes, bytearray)) else _size(source)
+        raise DataFormatError(f"{what}: cannot decode the image ({err}; the file holds {size} bytes: "
+                              f"truncated or not an image?)") from err
     if size is not None and array.shape[:2] != tuple(size):
         raise DataFormatError(f"{what}: expected a {size[0]}x{size[1]} image, got "
                               f"{array.shape[0]}x{array.shape[1]}")
     return array
+
+
+def _size(path) -> str:
+    try:
+        return str(os.stat(path).st_size)
+    except (OSError, TypeError):
+        return "an unknown number of"
 
 
 def decode_files(paths, size: tuple, desc: str, progress: bool = True) -> np.ndarray:
@@ -100,7 +110,7 @@ def cached_arrays(key: str, build, cache=None, enabled: bool = True) -> dict:
         try:
             with np.load(path, allow_pickle=False) as f:
                 return {k: f[k] for k in f.files}
-        except (OSError, ValueError, EOFError) as err:  # a damaged cache is rebuilt, never trusted
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:  # rebuilt, never trusted
             warnings.warn(f"ignoring the damaged cache file {path} ({err}); decoding again", UserWarning)
     arrays = build()
     try:

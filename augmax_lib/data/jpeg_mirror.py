@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import hashlib
+import lzma
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ from tqdm.auto import tqdm
 
 from .folders import cached_arrays, decode_image, files_key
 from .imageset import ImageSet, from_hwc, warn_count
-from .roots import DataFormatError
+from .roots import DataFormatError, how_to_replace
 
 __all__ = ["MIRROR_SOURCE", "MIRROR_TARBALL", "MIRROR_TREE", "CIFAR10_CLASSES", "mirror_candidates",
            "find_mirror", "load_mirror"]
@@ -21,6 +23,12 @@ MIRROR_TREE = "cifar10-jpeg"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 OFFICIAL_COUNTS = {"train": 50000, "test": 10000}
 SPLITS = ("train", "test")
+# The course's copy (/work/shared/data/README.md); a file of another size is named in errors.
+MIRROR_BYTES = 18575848
+MIRROR_SHA256 = "d9e151194ab2f33119d9345e770e56d47dfb697e79da456ca104245f7b8682a9"
+HOW_TO_GET = (f"copy {MIRROR_TARBALL} again from the course's data folder ({MIRROR_BYTES} bytes, sha256 "
+              f"{MIRROR_SHA256[:16]}...), or use the original batches: download "
+              f"https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and unpack it into the data root")
 
 
 def mirror_candidates(root: Path) -> list:
@@ -79,21 +87,31 @@ def _assemble(items: dict, what: str) -> dict:
 def _decode_tarball(path: Path, progress: bool) -> dict:
     items = {s: [] for s in SPLITS}
     what = str(path)
-    # "r:xz" streams the archive once; both splits are decoded in that single pass.
-    with tarfile.open(path, "r:xz") as tar, tqdm(desc=f"decoding {path.name}", unit="img",
-                                                 disable=not progress, leave=False) as bar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            if Path(member.name).suffix.lower() not in (".jpg", ".jpeg"):
-                if Path(member.name).name.lower().startswith("readme"):
-                    continue
-                raise DataFormatError(f"{what}: unexpected file {member.name!r} (only JPEG images expected)")
-            split, label, fname = _member_place(member.name, what)
-            data = tar.extractfile(member).read()
-            items[split].append((label, fname, decode_image(data, f"{what}:{member.name}", (32, 32))))
-            bar.update()
+    try:
+        # "r:xz" streams the archive once; both splits are decoded in that single pass.
+        with tarfile.open(path, "r:xz") as tar, tqdm(desc=f"decoding {path.name}", unit="img",
+                                                     disable=not progress, leave=False) as bar:
+            _decode_members(tar, items, what, bar)
+    except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, OSError) as err:
+        size = path.stat().st_size
+        expected = f" (the course's copy holds {MIRROR_BYTES})" if size != MIRROR_BYTES else ""
+        raise DataFormatError(f"{what}: not a complete xz-compressed tar archive ({type(err).__name__}: {err}); "
+                              f"the file holds {size} bytes{expected}") from err
     return _assemble(items, what)
+
+
+def _decode_members(tar, items: dict, what: str, bar) -> None:
+    for member in tar:
+        if not member.isfile():
+            continue
+        if Path(member.name).suffix.lower() not in (".jpg", ".jpeg"):
+            if Path(member.name).name.lower().startswith("readme"):
+                continue
+            raise DataFormatError(f"{what}: unexpected file {member.name!r} (only JPEG images expected)")
+        split, label, fname = _member_place(member.name, what)
+        data = tar.extractfile(member).read()
+        items[split].append((label, fname, decode_image(data, f"{what}:{member.name}", (32, 32))))
+        bar.update()
 
 
 def _tree_files(tree: Path) -> list:
@@ -112,6 +130,15 @@ def _decode_tree(tree: Path, files: list, progress: bool) -> dict:
 def load_mirror(split: str, location: Path, cache=None, use_cache: bool = True, progress: bool = True) -> ImageSet:
     """Load one split of the mirror at ``location`` (tarball or tree), decoding once and caching the arrays."""
     location = Path(location)
+    with how_to_replace(HOW_TO_GET):
+        arrays = _decoded_arrays(location, cache, use_cache, progress)
+    images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+    warn_count(f"{location} ({split})", len(labels), OFFICIAL_COUNTS[split])
+    return from_hwc(images, labels, CIFAR10_CLASSES, MIRROR_SOURCE, "cifar10")
+
+
+def _decoded_arrays(location: Path, cache, use_cache: bool, progress: bool) -> dict:
+    """Both splits of the mirror, from the decode cache or decoded now (cached only after a full decode)."""
     if location.is_file():
         key = f"cifar10-jpeg-{_sha256(location)[:20]}"
         arrays = cached_arrays(key, lambda: _decode_tarball(location, progress), cache, use_cache)
@@ -121,6 +148,4 @@ def load_mirror(split: str, location: Path, cache=None, use_cache: bool = True, 
             raise DataFormatError(f"{location}: no JPEG files under train/ and test/")
         key = f"cifar10-jpeg-tree-{files_key(files)}"
         arrays = cached_arrays(key, lambda: _decode_tree(location, files, progress), cache, use_cache)
-    images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-    warn_count(f"{location} ({split})", len(labels), OFFICIAL_COUNTS[split])
-    return from_hwc(images, labels, CIFAR10_CLASSES, MIRROR_SOURCE, "cifar10")
+    return arrays

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["DatasetNotFoundError", "DataFormatError", "resolve_root", "describe_root", "cache_dir"]
+from .._checks import InputError
+
+__all__ = ["DatasetNotFoundError", "DataFormatError", "how_to_replace", "resolve_root", "describe_root", "cache_dir"]
 
 DATA_ENV = "AUGMAX_DATA"
 CACHE_ENV = "AUGMAX_CACHE"
 DEFAULT_ROOT = Path("~/.cache/augmax")
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(FileNotFoundError, InputError):
     """A data set is not where we looked; the message lists every place and how to get the files."""
 
     def __init__(self, name: str, looked: list, how: str, root_note: str = ""):
@@ -23,8 +26,20 @@ class DatasetNotFoundError(FileNotFoundError):
         super().__init__(f"{name} not found{note}. Looked in:\n{places}\nHow to get it: {how}")
 
 
-class DataFormatError(ValueError):
+class DataFormatError(ValueError, InputError):
     """A data file exists but does not hold what its format promises (shape, dtype, labels, count)."""
+
+
+@contextmanager
+def how_to_replace(how: str):
+    """Add ``how`` (how to get the files again) to the message of a DataFormatError raised inside, once."""
+    try:
+        yield
+    except DataFormatError as err:
+        if not getattr(err, "how", None) and err.args:
+            err.how = how
+            err.args = (f"{err.args[0]}. To get it again: {how}", *err.args[1:])
+        raise
 
 
 def resolve_root(root=None) -> Path:

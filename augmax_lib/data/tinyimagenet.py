@@ -8,7 +8,7 @@ import numpy as np
 from .folders import IMAGE_EXTENSIONS, cached_arrays, decode_files, files_key, find_corruption_folder, \
     scan_class_folders
 from .imageset import ImageSet, from_hwc, warn_count
-from .roots import DataFormatError, DatasetNotFoundError, describe_root, resolve_root
+from .roots import DataFormatError, DatasetNotFoundError, describe_root, how_to_replace, resolve_root
 
 __all__ = ["tinyimagenet_folder", "tinyimagenet_classes", "load_tinyimagenet", "tinyimagenet_c_candidates",
            "load_tinyimagenet_c"]
@@ -20,6 +20,13 @@ _OFFICIAL = {"train": 100000, "val": 10000}
 SIZE = (64, 64)
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DataFormatError(f"{path}: not a text file ({err})") from err
+
+
 def tinyimagenet_folder(root=None) -> Path:
     return resolve_root(root) / TIN_FOLDER
 
@@ -27,7 +34,7 @@ def tinyimagenet_folder(root=None) -> Path:
 def tinyimagenet_classes(folder: Path) -> list:
     """The class wnids of ``wnids.txt``, sorted (the order ImageFolder and the reference use)."""
     path = Path(folder) / "wnids.txt"
-    wnids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    wnids = [line.strip() for line in _read_text(path).splitlines() if line.strip()]
     if len(set(wnids)) != len(wnids):
         raise DataFormatError(f"{path}: lists some wnids more than once")
     if not wnids:
@@ -55,7 +62,7 @@ def _val_files(folder: Path, classes: list):
     if annotations.is_file():
         index = {w: i for i, w in enumerate(classes)}
         paths, labels = [], []
-        for n, line in enumerate(annotations.read_text().splitlines(), 1):
+        for n, line in enumerate(_read_text(annotations).splitlines(), 1):
             if not line.strip():
                 continue
             fields = line.split("\t")
@@ -80,8 +87,8 @@ def _val_files(folder: Path, classes: list):
         # The reference's create_tin_val_folder.py layout: val/images/<wnid>/*.JPEG.
         paths, labels, _ = scan_class_folders(val / "images", classes, f"Tiny-ImageNet val ({val / 'images'})")
         return paths, labels
-    raise DataFormatError(f"{val}: expected val/val_annotations.txt with val/images/*.JPEG, "
-                          f"or val/images/<wnid>/*.JPEG")
+    raise DataFormatError(f"{val}: no labels for the validation images: expected {annotations} with "
+                          f"val/images/*.JPEG (the release's layout), or val/images/<wnid>/*.JPEG")
 
 
 def load_tinyimagenet(split: str = "train", root=None, cache=None, use_cache: bool = True,
@@ -96,11 +103,13 @@ def load_tinyimagenet(split: str = "train", root=None, cache=None, use_cache: bo
             "Tiny-ImageNet", [folder / "wnids.txt"],
             f"download {TIN_URL} and unzip it into {folder.parent} (giving {folder}/wnids.txt, "
             f"train/<wnid>/images/*.JPEG, val/images/*.JPEG and val/val_annotations.txt)", describe_root(root))
-    classes = tinyimagenet_classes(folder)
-    paths, labels = _train_files(folder, classes) if split == "train" else _val_files(folder, classes)
-    key = f"tinyimagenet-{split}-{files_key(paths)}"
-    arrays = cached_arrays(key, lambda: {"images": decode_files(paths, SIZE, f"decoding TIN {split}", progress)},
-                           cache, use_cache)
+    with how_to_replace(f"download {TIN_URL} again and unzip it into {folder.parent} (replacing {folder})"):
+        classes = tinyimagenet_classes(folder)
+        paths, labels = _train_files(folder, classes) if split == "train" else _val_files(folder, classes)
+        key = f"tinyimagenet-{split}-{files_key(paths)}"
+        # Cached only after every file decoded: a broken file leaves no cache behind.
+        arrays = cached_arrays(key, lambda: {"images": decode_files(paths, SIZE, f"decoding TIN {split}", progress)},
+                               cache, use_cache)
     warn_count(f"{folder} ({split})", len(labels), _OFFICIAL[split])
     return from_hwc(arrays["images"], labels, classes, "Tiny-ImageNet", "tinyimagenet")
 
@@ -122,10 +131,11 @@ def load_tinyimagenet_c(corruption: str, severity: int, root=None, classes=None,
             [c / corruption / str(severity) for c in candidates],
             f"download {TIN_C_URL} and unpack it into {candidates[1].parent} (layout "
             f"<corruption>/<severity>/<wnid>/*.JPEG)", describe_root(root))
-    paths, labels, classes = scan_class_folders(folder, classes, f"Tiny-ImageNet-C ({folder})")
-    key = f"tinyimagenet-c-{corruption}-{severity}-{files_key(paths)}"
-    arrays = cached_arrays(key, lambda: {"images": decode_files(paths, SIZE, f"decoding {corruption} s{severity}",
-                                                                progress)}, cache, use_cache)
+    with how_to_replace(f"download {TIN_C_URL} again and unpack it into {candidates[1].parent}"):
+        paths, labels, classes = scan_class_folders(folder, classes, f"Tiny-ImageNet-C ({folder})")
+        key = f"tinyimagenet-c-{corruption}-{severity}-{files_key(paths)}"
+        arrays = cached_arrays(key, lambda: {"images": decode_files(paths, SIZE, f"decoding {corruption} s{severity}",
+                                                                    progress)}, cache, use_cache)
     warn_count(str(folder), len(labels), _OFFICIAL["val"])
     return from_hwc(arrays["images"], labels, classes, f"Tiny-ImageNet-C {corruption} s{severity}",
                     "tinyimagenet-c")

@@ -76,7 +76,8 @@ def read_reference_checkpoint(path) -> Mapping:
 
 
 def _not_a_checkpoint(path: Path, error: Exception) -> ReferenceCheckpointError:
-    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    # torch's messages run to several sentences of advice; the first says what failed.
+    first = str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else ""
     return ReferenceCheckpointError(
         f"{path}: not a readable torch checkpoint ({type(error).__name__}{': ' + first if first else ''}); the "
         f"file holds {path.stat().st_size} bytes and may be truncated or another kind of file: download it again")
