@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import os
 import warnings
 
@@ -11,7 +13,9 @@ import torch
 
 import augmax_lib.data as data
 from augmax_lib.cli import corrupt as cli
+from augmax_lib.corruptions import corrupt
 from augmax_lib.data import ImageSet
+from PIL import Image
 
 N = 6
 
@@ -53,8 +57,9 @@ def test_official_layout(tmp_path, tiny):
     x = images / 255.0
     mean = x.mean(axis=(1, 2), keepdims=True)
     for s, c in enumerate((0.75, 0.5, 0.4, 0.3, 0.15)):
-        ref = np.clip((x - mean) * c + mean, 0, 1) * 255
-        assert np.abs(arr[s * N:(s + 1) * N] - ref).max() <= 0.5 + 1e-3
+        ref = np.uint8(np.clip((x - mean) * c + mean, 0, 1) * 255)         # stored with np.uint8: truncated
+        dev = np.abs(arr[s * N:(s + 1) * N].astype(int) - ref)
+        assert dev.max() <= 1 and dev.mean() <= 0.1
     noisy = np.load(out / "gaussian_noise.npy").astype(float)
     sigmas = [np.std(noisy[s * N:(s + 1) * N] - images) for s in range(5)]
     assert sigmas == sorted(sigmas) and 8 < sigmas[0] < 12          # sigma 0.04 * 255 = 10.2 (some clipping)
@@ -150,3 +155,68 @@ def test_groups_and_seeds():
     seeds = {cli.severity_seed(0, c, s) for c in ALL_CORRUPTIONS for s in range(1, 6)}
     assert len(seeds) == 95
     assert cli.severity_seed(1, "fog", 1) != cli.severity_seed(0, "fog", 1)
+
+
+def test_info_names_the_generator_semantics(tmp_path, tiny):
+    out = tmp_path / "C"
+    assert cli.run(parse("--dataset", "cifar10", "--out", str(out), "--corruptions", "brightness", "--quiet")) == 0
+    info = json.loads((out / "corrupt_info.json").read_text())["semantics"]
+    assert info["generator"].endswith("make_cifar_c.py") and info["semantics_version"] == 2
+    assert info["uint8"].startswith("truncate") and info["glass_blur"].startswith("copy")
+    assert info["published_format"] == "uint8 .npy arrays"
+
+
+@pytest.fixture
+def tiny_tin(monkeypatch):
+    """Replace the loader with 6 64x64 Tiny-ImageNet-like images in 2 classes."""
+    rng = np.random.default_rng(0)
+    hwc = rng.integers(0, 256, (N, 64, 64, 3), dtype=np.uint8)
+    hwc = np.asarray([np.asarray(Image.fromarray(im).resize((64, 64), Image.BILINEAR)) for im in hwc])
+    images = torch.from_numpy(hwc).permute(0, 3, 1, 2).contiguous()
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    classes = ["n01443537", "n01629819"]
+
+    def fake_load(name, split="train", root=None, **options):
+        return ImageSet(images, labels, classes, "stand-in", name)
+
+    monkeypatch.setattr(data, "load_dataset", fake_load)
+    return images, labels, classes
+
+
+def test_tinyimagenet_writes_the_published_jpeg_layout(tmp_path, tiny_tin, capsys):
+    images, labels, classes = tiny_tin
+    out = tmp_path / "Tiny-ImageNet-C"
+    args = ("--dataset", "tinyimagenet", "--out", str(out), "--corruptions", "contrast", "glass_blur",
+            "--severities", "1", "4", "--batch-size", "4", "--quiet")
+    assert cli.run(parse(*args)) == 0
+    for c in ("contrast", "glass_blur"):
+        assert sorted(p.name for p in (out / c).iterdir()) == ["1", "4"]
+        for s in (1, 4):
+            files = sorted((out / c / str(s)).glob("*/*"))
+            assert [f.parent.name for f in files] == [classes[int(y)] for y in labels]
+            # each file: JPEG quality 85 of the uint8 corruption, as make_tinyimagenet_c.py saved it
+            g = torch.Generator().manual_seed(cli.severity_seed(0, c, s))
+            expected = torch.cat([corrupt(b, c, s, preset="tinyimagenet", generator=g) for b in images.split(4)])
+            for k, f in enumerate(sorted(files, key=lambda f: int(f.stem.split("_")[1]))):
+                with Image.open(f) as im:
+                    assert im.format == "JPEG"
+                    got = np.asarray(im)
+                buf = io.BytesIO()
+                Image.fromarray(expected[k].permute(1, 2, 0).numpy()).save(buf, "JPEG", quality=85)
+                np.testing.assert_array_equal(got, np.asarray(Image.open(buf)))
+    info = json.loads((out / "corrupt_info.json").read_text())
+    assert info["jpeg_quality"] == 85 and info["semantics"]["generator"].endswith("make_tinyimagenet_c.py")
+    assert set(info["files"]) == {"contrast/1", "contrast/4", "glass_blur/1", "glass_blur/4"}
+    # the Tiny-ImageNet-C loader reads it back, labelled by wnid folder
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)          # 6 images, not the official 10000
+        back = data.load_tinyimagenet_c("contrast", 4, root=tmp_path, classes=classes, use_cache=False,
+                                        progress=False)
+    assert back.images.shape == (N, 3, 64, 64) and back.labels.tolist() == labels.tolist()
+    # resumable: a second run skips every finished severity
+    capsys.readouterr()
+    assert cli.run(parse(*args)) == 0
+    assert capsys.readouterr().out.count("already complete") == 4
+    # a severity folder with another number of files is never overwritten
+    next(iter((out / "contrast" / "1").glob("*/*"))).unlink()
+    assert cli.run(parse(*args)) == 2

@@ -1,4 +1,6 @@
-"""``python -m augmax_lib corrupt``: write a CIFAR-10-C style corrupted test set.
+"""``python -m augmax_lib corrupt``: write a corrupted test set in its published format.
+
+CIFAR-10 / CIFAR-100 (the CIFAR-10-C / CIFAR-100-C layout):
 
 With all five severities (the default) each corruption goes to ``<out>/<corruption>.npy``, uint8
 (5 N, H, W, C) holding severities 1..5 in order, N images each, and ``<out>/labels.npy`` holds the
@@ -6,10 +8,19 @@ test labels repeated five times (uint8): the official CIFAR-10-C / CIFAR-100-C l
 ``augmax_lib.data.load_cifar_c`` and other tools read. With a subset of severities each one goes to
 ``<out>/<corruption>_s<severity>.npy``, uint8 (N, H, W, C) (labels.npy is still the official one).
 
-Resumable: a finished file is checked and skipped, so an interrupted run continues where it
+Tiny-ImageNet and ImageNet (the Tiny-ImageNet-C / ImageNet-C layout): every image goes to
+``<out>/<corruption>/<severity>/<wnid>/<name>.JPEG``, saved as the generators saved theirs (PIL,
+JPEG quality 85, optimize=True); ImageNet's validation images are first resized to 256 and
+centre-cropped to 224, as ImageNet-C's were.
+
+Pixels follow Hendrycks' generators (make_cifar_c.py, make_tinyimagenet_c.py, make_imagenet_c.py):
+float results truncated to uint8 as their ``np.uint8`` did, glass blur's copying pixel loop.
+
+Resumable: a finished file (or severity folder) is checked and skipped, so an interrupted run continues where it
 stopped; a file is written under a hidden ``.partial`` name and renamed when complete, so no
 half-written file ever carries a final name. An existing file with the wrong shape is an error,
-never overwritten. ``<out>/corrupt_info.json`` records the source, preset, seed and versions.
+never overwritten. ``<out>/corrupt_info.json`` records the source, preset, seed, versions and the
+generator semantics reproduced.
 Each (corruption, severity) has its own generator seeded from (seed, corruption, severity): the
 same seed and batch size give the same files, whatever was generated before.
 """
@@ -26,7 +37,8 @@ import torch
 
 __all__ = ["add_arguments", "run", "output_files", "severity_seed"]
 
-_DATASETS = {"cifar10": "cifar", "cifar100": "cifar", "synthetic": "cifar"}
+_DATASETS = {"cifar10": "cifar", "cifar100": "cifar", "synthetic": "cifar", "tinyimagenet": "tinyimagenet",
+             "imagenet": "imagenet"}
 _ALL_SEVERITIES = (1, 2, 3, 4, 5)
 
 
@@ -41,7 +53,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dataset", required=True, choices=sorted(_DATASETS),
                         help="test set to corrupt (synthetic: the procedural stand-in, for trying the command)")
     parser.add_argument("--out", required=True, type=Path,
-                        help="folder for <corruption>.npy and labels.npy (e.g. $AUGMAX_DATA/CIFAR-10-C)")
+                        help="folder for <corruption>.npy and labels.npy (e.g. $AUGMAX_DATA/CIFAR-10-C), or for "
+                             "<corruption>/<severity>/<wnid>/*.JPEG (e.g. $AUGMAX_DATA/Tiny-ImageNet-C)")
     parser.add_argument("--corruptions", nargs="+", default=["benchmark"], metavar="NAME",
                         help="corruption names, 'benchmark' (the 15, default), 'extra' (the 4 held out) "
                              f"or 'all'; names: {', '.join(ALL_CORRUPTIONS)}")
@@ -166,9 +179,124 @@ def _write_info(out: Path, update: dict) -> None:
     os.replace(partial, path)
 
 
+def _folder_batches(test, batch_size: int):
+    """(start, uint8 (B, 3, H, W)) batches of an in-memory ImageSet or a lazy folder set, in order."""
+    if hasattr(test, "images"):
+        for start in range(0, len(test), batch_size):
+            yield start, test.images[start:start + batch_size]
+        return
+    for start in range(0, len(test), batch_size):
+        yield start, torch.stack([test[i][0] for i in range(start, min(start + batch_size, len(test)))])
+
+
+def _file_names(test) -> list:
+    """Output file names: the source files' (ImageNet), else the Tiny-ImageNet val style val_<index>.JPEG."""
+    paths = getattr(test, "paths", None)
+    if paths is not None and len(paths) == len(test):
+        return [f"{Path(p).stem}.JPEG" for p in paths]
+    return [f"val_{i}.JPEG" for i in range(len(test))]
+
+
+def _folder_finished(folder: Path, n: int) -> bool:
+    """True when ``folder`` (one severity) holds ``n`` images; raise if it holds another number."""
+    if not folder.exists():
+        return False
+    count = sum(1 for p in folder.glob("*/*") if p.is_file())
+    if count != n:
+        raise ValueError(f"{folder} exists with {count} files, expected {n}: it was not made from this test set "
+                         f"or not by this command; move it away or choose another --out")
+    return True
+
+
+def _write_severity_folder(test, corruption: str, severity: int, folder: Path, args, device, preset: str,
+                           quality: int, names: list, bar) -> None:
+    """Corrupt every image at ``severity`` and save it as ``<folder>/<wnid>/<name>`` (JPEG), atomically."""
+    import shutil
+
+    from PIL import Image
+
+    from augmax_lib.corruptions import corrupt
+
+    partial = folder.with_name(f".{folder.name}.partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    try:
+        for wnid in sorted({test.classes[int(y)] for y in test.labels}):
+            (partial / wnid).mkdir(parents=True)
+        generator = torch.Generator(device=device).manual_seed(severity_seed(args.seed, corruption, severity))
+        for start, batch in _folder_batches(test, args.batch_size):
+            result = corrupt(batch.to(device, non_blocking=True), corruption, severity, preset=preset,
+                             generator=generator).permute(0, 2, 3, 1).cpu().numpy()
+            for k, image in enumerate(result):
+                i = start + k
+                target = partial / test.classes[int(test.labels[i])] / names[i]
+                Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(
+                    target, format="JPEG", quality=quality, optimize=True)
+            if bar is not None:
+                bar.update(len(result))
+        os.replace(partial, folder)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial)
+
+
+def _run_folders(args, test, corruptions, severities, device, preset: str) -> int:
+    """Tiny-ImageNet-C / ImageNet-C layout: one JPEG-85 file per image under <corruption>/<severity>/<wnid>/."""
+    from tqdm import tqdm
+
+    from augmax_lib._checks import InputError, check_writable_folder
+    from augmax_lib.corruptions import PRESETS, PUBLISHED_JPEG_QUALITY, generator_semantics
+
+    size = PRESETS[preset].image_size
+    n = len(test)
+    first = test.images[:1] if hasattr(test, "images") else test[0][0][None]
+    if tuple(first.shape[-2:]) != (size, size):
+        return _fail(f"{args.dataset}: expected {size}x{size} test images for the {preset!r} preset, "
+                     f"got {tuple(first.shape[-2:])}")
+    quality = PUBLISHED_JPEG_QUALITY[preset]
+    names = _file_names(test)
+    print(f"Corrupting {n} test images of {getattr(test, 'source', '') or args.dataset} on {device} "
+          f"(preset {preset!r}, seed {args.seed}, JPEG quality {quality}) into {args.out}")
+    try:
+        check_writable_folder(args.out, "--out")
+    except InputError as err:
+        return _fail(str(err))
+    try:
+        _write_info(args.out, {"dataset": args.dataset, "source": getattr(test, "source", ""), "preset": preset,
+                               "images_per_severity": n,
+                               "layout": "<corruption>/<severity>/<wnid>/<name>.JPEG (labels: the wnid folders)",
+                               "jpeg_quality": quality, "semantics": generator_semantics(preset)})
+        for corruption in corruptions:
+            for severity in severities:
+                folder = args.out / corruption / str(severity)
+                key = f"{corruption}/{severity}"
+                if _folder_finished(folder, n):
+                    print(f"  {key}: already complete, skipped")
+                    continue
+                folder.parent.mkdir(parents=True, exist_ok=True)
+                bar = None if args.quiet else tqdm(total=n, desc=key, unit="img", leave=False, dynamic_ncols=True)
+                start = time.perf_counter()
+                try:
+                    _write_severity_folder(test, corruption, severity, folder, args, device, preset, quality,
+                                           names, bar)
+                finally:
+                    if bar is not None:
+                        bar.close()
+                seconds = time.perf_counter() - start
+                print(f"  {key}: {n} images in {seconds:.1f} s")
+                _write_info(args.out, {"files": {key: {
+                    "corruption": corruption, "severities": [severity], "seed": args.seed,
+                    "batch_size": args.batch_size, "device": str(device), "seconds": round(seconds, 2),
+                    "jpeg_quality": quality, "torch": torch.__version__,
+                    "written": time.strftime("%Y-%m-%dT%H:%M:%S")}}})
+    except ValueError as err:
+        return _fail(str(err))
+    return 0
+
+
 def run(args) -> int:
     from augmax_lib import data
-    from augmax_lib.corruptions import PRESETS
+    from augmax_lib.corruptions import PRESETS, PUBLISHED_JPEG_QUALITY, generator_semantics
 
     try:
         corruptions = _resolve_corruptions(args.corruptions)
@@ -196,6 +324,8 @@ def run(args) -> int:
         return _fail(str(err))
     preset = _DATASETS[args.dataset]
     size = PRESETS[preset].image_size
+    if PUBLISHED_JPEG_QUALITY[preset] is not None:
+        return _run_folders(args, test, corruptions, severities, device, preset)
     if tuple(test.images.shape[-2:]) != (size, size):
         return _fail(f"{args.dataset}: expected {size}x{size} test images for the {preset!r} preset, "
                      f"got {tuple(test.images.shape[-2:])}")
@@ -225,7 +355,8 @@ def run(args) -> int:
         else:
             _save_atomic(labels_path, labels)
         _write_info(args.out, {"dataset": args.dataset, "source": test.source, "preset": preset,
-                               "images_per_severity": n, "labels": "labels.npy: test labels repeated 5 times"})
+                               "images_per_severity": n, "labels": "labels.npy: test labels repeated 5 times",
+                               "semantics": generator_semantics(preset)})
 
         from tqdm import tqdm
 
