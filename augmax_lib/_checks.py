@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["InputError", "user_message", "check_writable_folder", "check_images", "check_per_image", "check_generator", "to_float",
-           "like_input"]
+__all__ = ["InputError", "user_message", "one_line", "check_writable_folder", "check_images", "check_per_image",
+           "check_generator", "to_float", "like_input"]
 
 
 class InputError(Exception):
@@ -28,6 +28,11 @@ def user_message(err: BaseException) -> str:
         kind, _, rest = last.partition(": ")
         text = rest if rest and kind.endswith(type(err).__name__) else last
     return text
+
+
+def one_line(message: str) -> str:
+    """A message that spans lines (YAML's parser reports over several, with a caret line) as one line."""
+    return " ".join(line.strip() for line in str(message).splitlines() if line.strip().strip("^"))
 
 
 def check_writable_folder(path, name: str = "--out") -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import tarfile
 import warnings
 from pathlib import Path
@@ -628,3 +629,115 @@ def test_imageset_rejects_bad_tensors():
         ImageSet(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.zeros(3, dtype=torch.long))
     with pytest.raises(DataFormatError, match="out of range"):
         ImageSet(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.tensor([0, 5]), ["a", "b"])
+
+
+# ------------------------------------------------------------------------------------------ broken files
+# Each broken file is made here from a good one; the error names the file, says what is wrong (expected and
+# found sizes or shapes) and how to get the file again, and nothing decoded from it is cached.
+
+
+def _cut(path: Path, keep: int) -> int:
+    """Truncate ``path`` to ``keep`` bytes; returns its former size."""
+    data = path.read_bytes()
+    path.write_bytes(data[:keep])
+    return len(data)
+
+
+def test_truncated_cifar_c_file_names_expected_and_found_bytes(tmp_path):
+    folder = tmp_path / "CIFAR-10-C"
+    _write_cifar_c(folder, ["fog"])
+    size = _cut(folder / "fog.npy", 1000)
+    message = (re.escape(str(folder / "fog.npy")) + rf": truncated: its header promises uint8 of shape "
+               rf"\(15, 32, 32, 3\) \({size} bytes\) but the file holds 1000 bytes\. To get it again: download "
+               r".*zenodo.org/record/2535967")
+    with pytest.raises(DataFormatError, match=message):
+        load_cifar_c("fog", 1, root=tmp_path)
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"not an array at all" * 5, r"fog\.npy: not a \.npy array file"),
+    (None, r"fog\.npy: expected shape \(N, H, W, 3\), got \(15, 32, 32\)"),
+], ids=["not npy", "wrong shape"])
+def test_cifar_c_file_of_another_kind(tmp_path, content, match):
+    folder = tmp_path / "CIFAR-10-C"
+    _write_cifar_c(folder, ["fog"])
+    if content is None:
+        np.save(folder / "fog.npy", np.zeros((15, 32, 32), np.uint8))
+    else:
+        (folder / "fog.npy").write_bytes(content)
+    with pytest.raises(DataFormatError, match=match + r".*To get it again"):
+        load_cifar_c("fog", 1, root=tmp_path)
+
+
+def test_cifar_c_labels_truncated_or_pickled(tmp_path):
+    folder = tmp_path / "CIFAR-10-C"
+    _write_cifar_c(folder, ["fog"])
+    _cut(folder / "labels.npy", 140)
+    with pytest.raises(DataFormatError, match=r"labels\.npy: truncated: .*\(15,\).*holds 140 bytes"):
+        load_cifar_c("fog", 1, root=tmp_path)
+    np.save(folder / "labels.npy", np.array([None] * 15, dtype=object), allow_pickle=True)
+    with pytest.raises(DataFormatError, match=r"labels\.npy: holds Python objects"):
+        load_cifar_c("fog", 1, root=tmp_path)
+
+
+def test_cifar101_wrong_label_count_says_how_to_get_it(tmp_path):
+    folder = tmp_path / "CIFAR-10.1" / "datasets"
+    folder.mkdir(parents=True)
+    np.save(folder / "cifar10.1_v6_data.npy", np.zeros((6, 32, 32, 3), np.uint8))
+    np.save(folder / "cifar10.1_v6_labels.npy", np.zeros(5, np.int64))
+    with pytest.raises(DataFormatError, match=r"cifar10\.1_v6_labels\.npy: expected 6 labels of shape \(6,\), got "
+                                              r"shape \(5,\)\. To get it again: .*modestyachts/CIFAR-10\.1"):
+        load_cifar101("v6", root=tmp_path)
+
+
+def test_truncated_cifar_batch_names_the_file_and_its_size(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_cifar_batches(folder, {"test_batch": 4}, "labels", 10)
+    _cut(folder / "test_batch", 5000)
+    with pytest.raises(DataFormatError, match=r"test_batch: not a readable CIFAR python batch .*holds 5000 bytes"
+                                              r".*To get it again: download .*cifar-10-python\.tar\.gz"):
+        load_dataset("cifar10", "test", root=tmp_path)
+
+
+def test_truncated_mirror_tarball_is_named_and_nothing_is_cached(tmp_path):
+    tarball = tmp_path / "cifar10-jpeg.tar.xz"
+    _write_tarball(tarball, _mirror_entries())
+    _cut(tarball, tarball.stat().st_size - 300)
+    message = (re.escape(str(tarball)) + rf": not a complete xz-compressed tar archive \(EOFError.*holds "
+               rf"{tarball.stat().st_size} bytes \(the course's copy holds 18575848\)\. To get it again")
+    with pytest.raises(DataFormatError, match=message):
+        load_dataset("cifar10", "test", root=tmp_path, progress=False)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+    tarball.write_bytes(b"\0" * 512)
+    with pytest.raises(DataFormatError, match="not a complete xz-compressed tar archive"):
+        load_dataset("cifar10", "test", root=tmp_path, progress=False)
+
+
+def test_corrupt_jpeg_in_a_mirror_tree_is_named_and_nothing_is_cached(tmp_path):
+    entries = _mirror_entries()
+    for name, data in entries.items():
+        (tmp_path / "cifar10-jpeg" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "cifar10-jpeg" / name).write_bytes(data)
+    bad = tmp_path / "cifar10-jpeg" / "test" / "dog" / "0000.jpg"
+    _cut(bad, 300)
+    with pytest.raises(DataFormatError, match=re.escape(str(bad)) + ": cannot decode the image .*holds 300 bytes"):
+        load_dataset("cifar10", "test", root=tmp_path, progress=False)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_tinyimagenet_broken_files(tmp_path):
+    _write_tin(tmp_path)
+    folder = tmp_path / "tiny-imagenet-200"
+    bad = folder / "train" / WNIDS[1] / "images" / f"{WNIDS[1]}_1.JPEG"
+    _cut(bad, 200)
+    message = re.escape(str(bad)) + r": cannot decode the image .*holds 200 bytes.*To get it again: download " \
+        r".*tiny-imagenet-200\.zip"
+    with pytest.raises(DataFormatError, match=message):
+        load_tinyimagenet("train", root=tmp_path, progress=False)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+    (folder / "val" / "val_annotations.txt").unlink()
+    with pytest.raises(DataFormatError, match=r"no labels for the validation images: expected .*val_annotations\.txt"):
+        load_tinyimagenet("val", root=tmp_path, progress=False)
+    (folder / "wnids.txt").write_bytes(b"\xff\xfe\x00\x01")
+    with pytest.raises(DataFormatError, match=r"wnids\.txt: not a text file"):
+        load_tinyimagenet("train", root=tmp_path, progress=False)

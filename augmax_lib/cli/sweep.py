@@ -65,11 +65,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run, submit or report; 0 when every job is done or submitted, 1 when one failed, 2 for bad arguments."""
+    from augmax_lib._checks import InputError, check_writable_folder, one_line
     from augmax_lib.sweep import (SlurmOptions, SweepError, default_threads, format_status, job_status, launch, plan,
                                   recorded_specs)
 
     try:
-        eval_args = tuple(shlex.split(args.eval_args))
+        try:
+            eval_args = tuple(shlex.split(args.eval_args))
+        except ValueError as err:
+            raise SweepError(f"--eval-args: cannot split {args.eval_args!r} into arguments as a shell would ({err})")
         if args.status:
             specs = (plan(args.configs, args.seeds, args.out, args.profile, args.overrides, eval_args)
                      if args.configs else recorded_specs(args.out))
@@ -83,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         if args.gpus_per_job < 0:
             raise SweepError(f"--gpus-per-job: expected >= 0, got {args.gpus_per_job}")
+        check_writable_folder(args.out, "--out")  # before any job is planned or started
         threads = default_threads(args.executor, max(1, args.max_parallel), args.gpus_per_job)
         specs = plan(args.configs, args.seeds, args.out, args.profile, args.overrides, eval_args, threads)
         options = SlurmOptions(timeout_min=args.timeout_min, gpus_per_job=args.gpus_per_job,
@@ -92,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"sweep: {len(specs)} job(s) ({len(specs) // len(args.seeds)} config(s) x {len(args.seeds)} seed(s)) "
               f"into {args.out}, executor {args.executor}")
         report = launch(specs, args.executor, args.out, args.max_parallel, options)
-    except SweepError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (SweepError, InputError) as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     parts = [f"{len(report.done)} done", f"{len(report.skipped)} skipped (complete)"]
     if report.submitted:

@@ -34,20 +34,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the tables; 0 on success, 2 when a folder is missing or an export would overwrite one run by another."""
+    from augmax_lib._checks import InputError, check_writable_folder
     from augmax_lib.tables import TablesError, build_tables, collect_runs, export_runs, render_markdown, write_tables
 
     try:
         records = collect_runs(args.roots)
         roots = list(args.roots)
+        out = Path(args.out or args.export or args.roots[0])
+        check_writable_folder(out, "--out" if args.out else ("--export" if args.export else "RUNS_DIR"))
         if args.export:
+            check_writable_folder(args.export, "--export")
             copied = export_runs(records, args.export)
             print(f"tables: copied {len(copied)} file(s) of {len(records)} run(s) to {args.export}", file=sys.stderr)
             records, roots = collect_runs([args.export]), [args.export]
-    except TablesError as err:
+    except (TablesError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     tables = build_tables(records, allow_mixed_commits=args.allow_mixed_commits)
-    out = Path(args.out or args.export or args.roots[0])
     paths = write_tables(tables, records, out, roots, show_empty=args.all)
     if not args.quiet:
         print(render_markdown(tables, roots, show_empty=args.all))

@@ -29,14 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop this session after N epochs (resume later with --resume)")
 
 
-def _one_line(message: str) -> str:
-    """A config error on one line (YAML's parser reports over several, with a caret line)."""
-    return " ".join(line.strip() for line in message.splitlines() if line.strip().strip("^"))
-
-
 def run(args: argparse.Namespace) -> int:
     """Train; print the run directory. Returns 0, or 2 with a one-line reason for a bad config, data or run dir."""
-    from augmax_lib._checks import InputError, check_writable_folder, user_message
+    from augmax_lib._checks import InputError, check_writable_folder, one_line, user_message
     from augmax_lib.train import CheckpointError, ConfigError, RunDirError, train
 
     if args.stop_after is not None and args.stop_after < 1:
@@ -48,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir = train(args.config, out=args.out, resume=args.resume, profile=args.profile,
                         overrides=args.overrides, stop_after=args.stop_after)
     except (ConfigError, CheckpointError, RunDirError, InputError) as err:
-        print(f"error: {_one_line(str(err)) if isinstance(err, ConfigError) else user_message(err)}", file=sys.stderr)
+        print(f"error: {one_line(err) if isinstance(err, ConfigError) else user_message(err)}", file=sys.stderr)
         return 2
     if os.environ.get("RANK", "0") == "0":  # under torchrun, only rank 0 reports
         print(run_dir)
