@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.augmax-installed
 PROFILE ?= quick
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast book notebooks bench clean-book
+.PHONY: setup test test-fast book book-assets notebooks bench clean-book
 
 setup: $(STAMP)
 
@@ -24,9 +24,13 @@ test: $(STAMP)
 notebooks: $(STAMP)
 	$(PY) book/run_notebooks.py --profile $(PROFILE) --out _build/executed
 
-book: notebooks
-	$(VENV)/bin/jupyter-book build . --path-output _build/book
-	@echo "Book: _build/book/_build/html/index.html"
+# The notebooks' executed copies + the vendored scripts -> HTML (warnings are errors), no CDN at page time.
+book: notebooks book-assets
+	$(PY) book/build_book.py --executed _build/executed --out _build/book
+
+# require.js, the widget manager and MathJax at the versions book/package-lock.json pins (npm registry).
+book-assets: $(STAMP)
+	$(PY) book/fetch_assets.py
 
 bench: $(STAMP)
 	$(PY) bench/augment.py
