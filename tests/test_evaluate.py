@@ -68,6 +68,44 @@ def test_metrics_run_in_eval_mode_route_m_and_restore_the_model():
     assert model.training and model.norm.route == "A"
 
 
+class _NumericsProbe(nn.Module):
+    """Records whether autocast was on, its dtype and the input's memory format; one linear layer on the mean."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = DuBN(3)
+        self.fc = nn.Linear(3, 10)
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"),
+                          x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous(),
+                          self.training, self.norm.route))
+        return self.fc(self.norm(x).mean((2, 3)))
+
+
+def test_evaluation_is_fp32_unless_numerics_opt_in():
+    from augmax_lib.evaluate.inference import forward, numerics_record, with_numerics
+
+    data = _planted_set(8, 0)
+    model = _NumericsProbe()
+    assert with_numerics(model) is model  # fp32, no channels-last, no compile: the model itself
+    clean_accuracy(model, data, batch_size=4, progress=False)
+    assert model.seen and all(not on and not cl for on, _, cl, _, _ in model.seen)
+    assert numerics_record() == {"precision": "fp32", "channels_last": False, "compile": False}
+
+    fast = with_numerics(_NumericsProbe().train(), "bf16", channels_last=True)
+    fast.model.norm.route = "A"
+    clean_accuracy(fast, data, batch_size=4, progress=False)
+    # Autocast to bf16 on the CPU, channels-last input, and still eval mode with route "M" inside the wrapper.
+    assert fast.model.seen and all(s == (True, torch.bfloat16, True, False, "M") for s in fast.model.seen)
+    assert fast.model.training and fast.model.norm.route == "A"
+    assert forward(fast, data.images[:4], torch.device("cpu")).dtype == torch.float32
+    assert numerics_record("bf16", True) == {"precision": "bf16", "channels_last": True, "compile": False}
+    with pytest.raises(ValueError, match="precision"):
+        with_numerics(model, "fp64")
+
+
 # ---------------------------------------------------------------------------------- clean accuracy
 
 

@@ -11,6 +11,9 @@ from augmax_lib.train.config import (METHODS, ConfigError, apply_overrides, dump
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ROWS = sorted(p for p in CONFIGS.glob("*/*.yaml") if p.parent.name != "profiles")
+# AugMix's own recipe (google-research/augmix cifar.py), shipped beside the paper rows but not one of them.
+AUGMIX_RECIPE = CONFIGS / "augmix_original_recipe"
+PAPER_ROWS = [p for p in ROWS if p.parent != AUGMIX_RECIPE]
 
 
 def test_defaults_are_the_cifar_protocol():
@@ -20,6 +23,77 @@ def test_defaults_are_the_cifar_protocol():
     assert (c["optim"]["lr"], c["optim"]["momentum"], c["optim"]["weight_decay"]) == (0.1, 0.9, 5e-4)
     assert c["schedule"]["name"] == "cosine"
     assert (c["data"]["crop_padding"], c["data"]["flip"]) == (4, True)
+
+
+def test_numerics_default_to_fp32_and_the_old_amp_key_names_its_successors():
+    c = validate({})
+    assert (c["train"]["precision"], c["train"]["channels_last"], c["train"]["compile"]) == ("fp32", False, False)
+    assert (c["eval"]["precision"], c["eval"]["channels_last"], c["eval"]["compile"]) == ("fp32", False, False)
+    fast = validate({"train": {"precision": "bf16", "channels_last": True, "compile": True},
+                     "eval": {"precision": "bf16", "channels_last": True}})
+    assert fast["train"]["precision"] == "bf16" and fast["eval"]["channels_last"]
+    for old in ("auto", "off", "bf16"):
+        with pytest.raises(ConfigError, match=r"train\.amp was replaced by train\.precision .*train\.channels_last"):
+            validate({"train": {"amp": old}})
+    with pytest.raises(ConfigError, match="train.precision"):
+        validate({"train": {"precision": "fp64"}})
+    with pytest.raises(ConfigError, match="train.channels_last"):
+        validate({"train": {"channels_last": None}})  # the old 'null: on for CUDA' is gone
+
+
+def test_every_shipped_config_computes_in_fp32():
+    for path in ROWS:
+        for profile in (None, "full"):
+            c = load_config(path, profile)
+            assert (c["train"]["precision"], c["train"]["channels_last"], c["train"]["compile"]) == \
+                ("fp32", False, False), path
+            assert c["eval"]["precision"] == "fp32" and not c["eval"]["channels_last"], path
+
+
+def test_a_profile_can_opt_into_the_speed_settings(tmp_path):
+    fast = tmp_path / "fast.yaml"
+    fast.write_text("train: {precision: bf16, channels_last: true, compile: true}\n"
+                    "eval: {precision: bf16, channels_last: true}\n")
+    c = load_config(CONFIGS / "cifar10" / "resnet18_augmax_dubin.yaml", str(fast))
+    assert (c["train"]["precision"], c["train"]["channels_last"], c["train"]["compile"]) == ("bf16", True, True)
+    assert (c["eval"]["precision"], c["eval"]["channels_last"]) == ("bf16", True)
+
+
+def test_attack_steps_are_one_override_away():
+    # The published CIFAR rows: the authors' commands pass --steps 10 (our configs), their CLI default and the
+    # checkpoint path of their README example say 5.
+    row = CONFIGS / "cifar10" / "resnet18_augmax_dubin.yaml"
+    assert load_config(row)["method"]["steps"] == 10
+    assert load_config(row, "quick", ["method.steps=5"])["method"]["steps"] == 5
+
+
+def test_input_normalisation_keys():
+    c = validate({"model": {"input_mean": [0.5, 0.5, 0.5], "input_std": ["1/2", 0.5, 0.5]}})
+    assert c["model"]["input_std"] == [0.5, 0.5, 0.5]
+    assert validate({})["model"]["input_mean"] is None
+    for bad in ({"input_mean": [0.5] * 3}, {"input_mean": [0.5] * 3, "input_std": [0.5] * 2},
+                {"input_mean": [0.5] * 2, "input_std": [0.5] * 2}, {"input_mean": [0.5], "input_std": [0.0]}):
+        with pytest.raises(ConfigError, match="model.input_"):
+            validate({"model": bad})
+
+
+def test_the_augmix_recipe_configs_carry_cifar_py_settings():
+    # google-research/augmix cifar.py: 100 epochs, batch 128, SGD lr 0.1 momentum 0.9 Nesterov wd 5e-4, cosine per
+    # step to 1e-6, Normalize([0.5] * 3, [0.5] * 3), JSD with lambda 12, severity 3, all 50,000 training images.
+    paths = sorted(AUGMIX_RECIPE.glob("*.yaml"))
+    assert {p.stem for p in paths} == {"cifar10_resnet18_augmix", "cifar10_wrn40_2_augmix"}
+    for path in paths:
+        c = load_config(path)
+        assert (c["train"]["epochs"], c["train"]["batch_size"], c["data"]["val_size"]) == (100, 128, 0)
+        o = c["optim"]
+        assert (o["lr"], o["momentum"], o["weight_decay"], o["nesterov"], o["lr_batch_scale"]) == \
+            (0.1, 0.9, 5e-4, True, False)
+        assert (c["schedule"]["name"], c["schedule"]["min_lr"]) == ("cosine_per_step", 1e-6)
+        assert c["model"]["input_mean"] == [0.5] * 3 and c["model"]["input_std"] == [0.5] * 3
+        m = c["method"]
+        assert (m["name"], m["jsd"], m["lam"], m["severity"], m["width"], m["depth"]) == \
+            ("augmix", True, 12.0, 3, 3, -1)
+        assert c["model"]["norm"] == "bn" and c["train"]["precision"] == "fp32"
 
 
 def test_method_defaults_follow_the_paper():
@@ -153,7 +227,7 @@ def test_the_rows_cover_the_tables():
 
 def test_rows_carry_the_papers_settings():
     # Lambda: 10 on CIFAR and TIN, 1 for ResNet18 on CIFAR-100, 12 on ImageNet (REFERENCE.md section 2).
-    for path in ROWS:
+    for path in PAPER_ROWS:
         c = load_config(path)
         m, ds = c["method"], c["data"]["dataset"]
         if m["name"] == "augmax":
@@ -167,6 +241,7 @@ def test_rows_carry_the_papers_settings():
         if ds in ("cifar10", "cifar100", "tinyimagenet"):
             assert (c["train"]["epochs"], c["train"]["batch_size"], c["optim"]["weight_decay"]) == (200, 256, 5e-4)
             assert c["schedule"]["name"] == "cosine" and c["data"]["val_size"] > 0
+            assert not c["optim"]["nesterov"] and c["model"]["input_mean"] is None
         if ds == "tinyimagenet":
             assert c["model"]["kwargs"] == {"stem_stride": 2}
         if ds == "imagenet":

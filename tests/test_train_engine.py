@@ -6,6 +6,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
 import signal
 import subprocess
@@ -135,6 +136,81 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path):
     assert subprocess.run(args + ["1"], env=env, capture_output=True).returncode == 0
     whole = train(config, out=tmp_path / "whole")
     _assert_same_state(load_checkpoint(whole / "last.pt"), load_checkpoint(tmp_path / "killed" / "last.pt"))
+
+
+def test_numerics_default_to_fp32_and_opt_in_settings_resume_exactly(tmp_path):
+    plain = train(tiny("normal", steps_per_epoch=1), out=tmp_path / "plain")
+    numerics = json.loads((plain / "results.json").read_text())["numerics"]
+    assert numerics == {"precision": "fp32", "channels_last": False, "compile": False}
+    # bf16 autocast and channels-last on the CPU, through the attack too; still resumable bit for bit.
+    config = tiny("augmax", "dubin", epochs=2, steps_per_epoch=2, precision="bf16", channels_last=True)
+    whole = train(config, out=tmp_path / "whole")
+    parts = train(config, out=tmp_path / "parts", stop_after=1)
+    train(config, out=parts, resume=True)
+    _assert_same_state(load_checkpoint(whole / "last.pt"), load_checkpoint(parts / "last.pt"))
+    results = json.loads((whole / "results.json").read_text())
+    assert results["numerics"] == {"precision": "bf16", "channels_last": True, "compile": False}
+    assert math.isfinite(results["final"]["train_loss"])
+    with pytest.raises(CheckpointError, match=r"train.precision: 'bf16' -> 'fp32'"):
+        train({**config, "train": {**config["train"], "precision": "fp32", "epochs": 3}}, out=parts, resume=True)
+
+
+def _augmix_lr(step: int, total_steps: int, lr_max: float, lr_min: float) -> float:
+    """google-research/augmix cifar.py's get_lr, transcribed (numpy, its order of operations)."""
+    return lr_min + (lr_max - lr_min) * 0.5 * (1 + np.cos(step / total_steps * np.pi))
+
+
+def test_per_step_cosine_is_augmix_cifar_py():
+    from augmax_lib.train.config import validate
+    from augmax_lib.train.engine import _make_scheduler
+
+    config = validate({"schedule": {"name": "cosine_per_step", "min_lr": 1e-6}, "train": {"epochs": 3}})
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9, nesterov=True)
+    scheduler = _make_scheduler(optimizer, config, steps_per_epoch=7)
+    total = 3 * 7
+    seen = []
+    for _ in range(total):
+        seen.append(optimizer.param_groups[0]["lr"])  # the rate optimiser step t runs at
+        optimizer.step()
+        scheduler.step()
+    # cifar.py: LambdaLR(lambda step: get_lr(step, epochs * len(loader), 1, 1e-6 / lr)), stepped every batch.
+    expected = [0.1 * _augmix_lr(t, total, 1, 1e-6 / 0.1) for t in range(total)]
+    np.testing.assert_allclose(seen, expected, rtol=1e-13, atol=0)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-6, rel=1e-12)  # after the last step: min_lr
+    # The per-epoch cosine (AugMax's) keeps ending at 0 unless min_lr says otherwise.
+    epoch_wise = validate({"train": {"epochs": 4}})
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    scheduler = _make_scheduler(optimizer, epoch_wise, steps_per_epoch=7)
+    lrs = []
+    for _ in range(4):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    np.testing.assert_allclose(lrs, [0.05 * (1 + math.cos(math.pi * e / 4)) for e in range(4)], rtol=1e-12)
+
+
+def test_augmix_recipe_trains_and_resumes_exactly(tmp_path):
+    # cifar.py's recipe in the engine: Nesterov, per-step cosine to 1e-6, Normalize(0.5, 0.5) inside the model.
+    config = tiny("augmix", epochs=2, steps_per_epoch=2)
+    config["optim"] = {"nesterov": True}
+    config["schedule"] = {"name": "cosine_per_step", "min_lr": 1e-6}
+    config["model"].update(input_mean=[0.5, 0.5, 0.5], input_std=[0.5, 0.5, 0.5])
+    whole = train(config, out=tmp_path / "whole")
+    parts = train(config, out=tmp_path / "parts", stop_after=1)
+    train(config, out=parts, resume=True)
+    _assert_same_state(load_checkpoint(whole / "last.pt"), load_checkpoint(parts / "last.pt"))
+    history = json.loads((whole / "log.json").read_text())
+    total = 2 * 2  # epochs x steps per epoch
+    assert [row["lr"] for row in history] == pytest.approx([0.1 * _augmix_lr(t, total, 1, 1e-5) for t in (0, 2)],
+                                                           rel=1e-12)
+    assert load_checkpoint(whole / "last.pt")["scheduler"]["last_epoch"] == total  # stepped once per batch
+    model, _ = load_run(whole)
+    from augmax_lib.train.runs import NormalizedInput, backbone
+
+    assert isinstance(model, NormalizedInput) and model.mean.flatten().tolist() == [0.5] * 3
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():  # (x - 0.5) / 0.5 before the backbone
+        assert torch.allclose(model(x), backbone(model)(x * 2 - 1), atol=1e-6)
 
 
 def test_a_busy_run_directory_is_never_overwritten(tmp_path):
@@ -287,6 +363,16 @@ def test_evaluate_a_run(tmp_path, capsys):
     results = json.loads((run / "evaluation" / "results.json").read_text())
     assert results["dataset"] == "synthetic" and 0.0 <= results["metrics"]["sa"] <= 1.0
     assert results["model"]["method"] == "augmax" and results["model"]["norm"] == "dubin"
+    assert results["protocol"]["numerics"] == {"precision": "fp32", "channels_last": False, "compile": False}
+    assert main(["evaluate", "--run", str(run), "--skip", "ra", "cifar101", "spatial", "--quiet", "--force",
+                 "--precision", "bf16", "--channels-last"]) == 0
+    results = json.loads((run / "evaluation" / "results.json").read_text())
+    assert results["protocol"]["numerics"] == {"precision": "bf16", "channels_last": True, "compile": False}
+    # A run whose config opts its evaluation into bf16 (e.g. through a profile) is evaluated so by default.
+    fast = train({**tiny(steps_per_epoch=1), "eval": {"precision": "bf16"}}, out=tmp_path / "fast")
+    assert main(["evaluate", "--run", str(fast), "--skip", "ra", "cifar101", "spatial", "--quiet"]) == 0
+    results = json.loads((fast / "evaluation" / "results.json").read_text())
+    assert results["protocol"]["numerics"]["precision"] == "bf16"
     capsys.readouterr()
     assert main(["evaluate", "--run", str(tmp_path / "missing"), "--quiet"]) == 2
     assert "is not a directory" in capsys.readouterr().err

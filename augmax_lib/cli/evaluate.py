@@ -7,6 +7,7 @@ A model comes from exactly one registered source: ``--reference-checkpoint FILE`
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ class LoadedModel:
     input_transform: Optional[Callable] = None
     dataset: Optional[str] = None          # a source that knows its data set (a run) may fill this
     out: Optional[Path] = None             # default results folder of this source (a run: <run>/evaluation)
+    defaults: dict = field(default_factory=dict)  # evaluation settings the source asks for (a run: its eval section)
 
 
 @dataclass
@@ -148,7 +150,8 @@ def _from_run(value: str, args) -> LoadedModel:
     info = {"source": "training run (augmax_lib.train)", "run": str(run_dir.resolve()), "config": config["name"],
             "name": config["model"]["name"], "norm": config["model"]["norm"], "method": config["method"]["name"],
             "paper": config["paper"]}
-    return LoadedModel(model, info, run_dir / "best.pt", None, config["data"]["dataset"], run_dir / "evaluation")
+    return LoadedModel(model, info, run_dir / "best.pt", None, config["data"]["dataset"], run_dir / "evaluation",
+                       dict(config.get("eval") or {}))
 
 
 register_model_source("--run", _from_run, metavar="DIR",
@@ -184,6 +187,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--spatial-k", type=int, default=10, help="draws of the worst-of-k spatial attack")
     parser.add_argument("--seed", type=int, default=0, help="seed of the spatial attack and generated corruptions")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    speed = parser.add_argument_group("numerics (default: fp32, as the paper; a run's eval section may opt in)")
+    speed.add_argument("--precision", default=None, choices=("fp32", "bf16", "fp16"),
+                       help="forward passes in fp32 or under bf16/fp16 autocast (faster; may flip borderline "
+                            "predictions); recorded in results.json")
+    speed.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                       help="channels-last memory format (faster on GPUs; same arithmetic)")
+    speed.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
 
 
 def _check_options(args) -> Optional[str]:
@@ -242,6 +252,7 @@ def run(args) -> int:
     import torch
 
     from augmax_lib.evaluate import evaluate_model, provenance, write_json_atomic
+    from augmax_lib.evaluate.inference import numerics_record, with_numerics
 
     chosen = [(s, getattr(args, s.dest, None)) for s in MODEL_SOURCES.values() if getattr(args, s.dest, None)]
     if len(chosen) != 1:
@@ -270,7 +281,11 @@ def run(args) -> int:
         check_writable_folder(out, "--out")  # before the long evaluation, not after it
     except InputError as err:
         return _fail(str(err))
-    model = loaded.model.to(device)
+    numerics = {"precision": args.precision or loaded.defaults.get("precision", "fp32"),
+                "channels_last": bool(loaded.defaults.get("channels_last", False) if args.channels_last is None
+                                      else args.channels_last),
+                "compile": bool(loaded.defaults.get("compile", False) if args.compile is None else args.compile)}
+    model = with_numerics(loaded.model.to(device), **numerics)
     try:
         results = evaluate_model(model, dataset, args.root, skip=args.skip, device=device,
                                  batch_size=args.batch_size, seed=args.seed, spatial_k=args.spatial_k,
@@ -279,6 +294,7 @@ def run(args) -> int:
     except InputError as err:  # a missing or broken data set, a bad option
         return _fail(user_message(err))
     results["model"] = loaded.info
+    results["protocol"]["numerics"] = numerics_record(**numerics)
     arguments = {k: v for k, v in vars(args).items() if not k.startswith("_")}
     results["provenance"] = provenance(checkpoint=loaded.checkpoint, data_source=results["data_source"],
                                        device=device, extra={"arguments": arguments})

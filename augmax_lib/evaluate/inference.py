@@ -1,4 +1,9 @@
-"""Batched inference: the model in eval mode with norm route "M", bf16 autocast on CUDA, progress bars."""
+"""Batched inference: the model in eval mode with norm route "M", fp32 unless asked otherwise, progress bars.
+
+Evaluation computes in fp32, as the paper did: a 16-bit forward pass can flip borderline predictions and the
+sign of attack gradients. :func:`with_numerics` opts into bf16/fp16 autocast, channels-last and
+``torch.compile`` for speed, and :func:`numerics_record` says in results.json which were used.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -9,7 +14,11 @@ from tqdm.auto import tqdm
 
 from .._checks import to_float
 
-__all__ = ["eval_mode", "model_device", "autocast_for", "iter_batches", "forward", "predict"]
+__all__ = ["PRECISIONS", "eval_mode", "model_device", "autocast_for", "with_numerics", "numerics_record",
+           "InferenceNumerics", "iter_batches", "forward", "predict"]
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @contextlib.contextmanager
@@ -36,11 +45,57 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def autocast_for(device: torch.device):
-    """bf16 autocast on CUDA (where it is fast and keeps fp32's range); nothing elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+
+
+def autocast_for(device: torch.device, precision: str = "fp32"):
+    """Autocast to ``precision`` ('bf16' or 'fp16') on ``device``'s type; nothing for 'fp32' (the default)."""
+    _check_precision(precision)
+    dtype = _DTYPES[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+class InferenceNumerics(nn.Module):
+    """``model`` under autocast to ``precision``, fed channels-last input when asked; returns float32 logits."""
+
+    def __init__(self, model: nn.Module, precision: str = "fp32", channels_last: bool = False,
+                 compiled: nn.Module | None = None):
+        super().__init__()
+        _check_precision(precision)
+        self.model = model
+        self.precision, self.channels_last = precision, bool(channels_last)
+        self.compiled = compiled  # torch.compile(model) or None; it shares the model's layers
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_for(x.device, self.precision):
+            out = (self.compiled if self.compiled is not None else self.model)(x)
+        return out.float()
+
+
+def with_numerics(model: nn.Module, precision: str = "fp32", channels_last: bool = False,
+                  compile: bool = False) -> nn.Module:
+    """``model`` itself for fp32 without channels-last or compile; else an :class:`InferenceNumerics` wrapper.
+
+    ``channels_last`` converts the model's weights in place (the arithmetic is the same, the layout faster).
+    """
+    _check_precision(precision)
+    if precision == "fp32" and not channels_last and not compile:
+        return model
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return InferenceNumerics(model, precision, channels_last, torch.compile(model) if compile else None)
+
+
+def numerics_record(precision: str = "fp32", channels_last: bool = False, compile: bool = False) -> dict:
+    """The ``numerics`` entry of results.json: how the forward passes computed."""
+    _check_precision(precision)
+    return {"precision": precision, "channels_last": bool(channels_last), "compile": bool(compile)}
 
 
 def _is_image_set(data) -> bool:
@@ -80,13 +135,14 @@ def num_items(data) -> int:
 
 
 def forward(model: nn.Module, x: torch.Tensor, device: torch.device, input_transform=None) -> torch.Tensor:
-    """float32 logits of ``model`` for a batch (uint8 or float [0, 1]) moved to ``device``."""
+    """float32 logits of ``model`` for a batch (uint8 or float [0, 1]) moved to ``device``.
+
+    No autocast here: the model computes as it is (fp32, or as :func:`with_numerics` set it up).
+    """
     x = to_float(x.to(device, non_blocking=True))
     if input_transform is not None:
         x = input_transform(x)
-    with autocast_for(device):
-        logits = model(x)
-    return logits.float()
+    return model(x).float()
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ __all__ = ["pgd_accuracy"]
 
 
 class _AsEvaluated(nn.Module):
-    """The model as the evaluation runs it: input transform, autocast on CUDA, float32 logits."""
+    """The model as the evaluation runs it: input transform, its own numerics (fp32 by default), float32 logits."""
 
     def __init__(self, model: nn.Module, device: torch.device, input_transform=None):
         super().__init__()

@@ -17,8 +17,8 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-__all__ = ["ConfigError", "Option", "METHODS", "SCHEMA", "METHOD_OPTIONS", "PROFILES_DIR",
-           "load_config", "validate", "merge", "parse_override", "apply_overrides",
+__all__ = ["ConfigError", "Option", "METHODS", "PRECISIONS", "SCHEDULES", "RENAMED_KEYS", "SCHEMA", "METHOD_OPTIONS",
+           "PROFILES_DIR", "load_config", "validate", "merge", "parse_override", "apply_overrides",
            "load_profile", "dump_config", "method_options"]
 
 # configs/ at the root of the source tree (this file is augmax_lib/train/config.py).
@@ -87,6 +87,16 @@ METHOD_OPTIONS: dict[str, dict[str, Option]] = {
     "augmix+pgdat": {**_CHAINS, **_PGD},
 }
 METHODS = tuple(METHOD_OPTIONS)
+# Forward-pass arithmetic: fp32 as the paper ran, or autocast to a 16-bit type (an opt-in speed setting).
+PRECISIONS = ("fp32", "bf16", "fp16")
+# Learning-rate schedules: AugMax's cosine stepped once per epoch, AugMix's (cifar.py) once per optimiser step.
+SCHEDULES = ("cosine", "cosine_per_step", "multistep", "constant")
+# Keys that were replaced: reading one is an error that names its successors.
+RENAMED_KEYS = {
+    "train.amp": "train.amp was replaced by train.precision ('fp32', 'bf16' or 'fp16') and train.channels_last "
+                 "(true/false); the old 'auto' meant bf16 + channels-last on CUDA and fp32 on the CPU, while the "
+                 "default is now fp32 everywhere",
+}
 
 SCHEMA: dict[str, Any] = {
     "name": _opt("run", str, "run name (the default run directory is runs/<name>)"),
@@ -120,6 +130,11 @@ SCHEMA: dict[str, Any] = {
         "norm": _opt("bn", str, "normalisation layers", choices=("bn", "ibn", "dubn", "dubin")),
         "width": _opt(None, int, "channel width (null: the paper's)", nullable=True, minimum=1),
         "kwargs": _opt({}, dict, "further keyword arguments of the model builder"),
+        "input_mean": _opt(None, list, "normalise inputs inside the model: (x - mean) / std per channel (null: the "
+                           "backbone's default, ImageNet statistics for *_imagenet, none otherwise)", nullable=True,
+                           item=float),
+        "input_std": _opt(None, list, "per-channel std of that normalisation (set with input_mean)", nullable=True,
+                          item=float),
     },
     "method": {"name": _opt("normal", str, "training method", choices=METHODS)},
     "optim": {
@@ -131,10 +146,12 @@ SCHEMA: dict[str, Any] = {
         "nesterov": _opt(False, bool, "Nesterov momentum"),
     },
     "schedule": {
-        "name": _opt("cosine", str, "learning-rate schedule, stepped once per epoch",
-                     choices=("cosine", "multistep", "constant")),
+        "name": _opt("cosine", str, "learning-rate schedule: 'cosine' (per epoch, AugMax's), 'cosine_per_step' "
+                     "(per optimiser step, AugMix's cifar.py), 'multistep' or 'constant'", choices=SCHEDULES),
         "milestones": _opt([100, 150], list, "multistep: epochs where lr is multiplied by gamma", item=int),
         "gamma": _opt(0.1, float, "multistep: factor at each milestone", minimum=0.0),
+        "min_lr": _opt(0.0, float, "cosine schedules: the learning rate they end at (AugMix's cifar.py: 1e-6)",
+                       minimum=0.0),
     },
     "train": {
         "epochs": _opt(200, int, "training epochs", minimum=1),
@@ -144,15 +161,22 @@ SCHEMA: dict[str, Any] = {
                                 nullable=True, minimum=1),
         "seed": _opt(0, int, "seed of the model init, data order and augmentation"),
         "device": _opt("auto", str, "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'"),
-        "amp": _opt("auto", str, "autocast: 'auto' (bf16 on CUDA, off on CPU), 'bf16', 'fp16' or 'off'",
-                    choices=("auto", "bf16", "fp16", "off")),
-        "channels_last": _opt(None, bool, "channels-last memory format (null: on for CUDA)", nullable=True),
-        "compile": _opt(False, bool, "torch.compile the model"),
+        "precision": _opt("fp32", str, "arithmetic of forward passes in training, attacks and validation: 'fp32' "
+                          "(the paper's) or autocast to 'bf16' / 'fp16' (opt-in speed; fp16 adds a grad scaler)",
+                          choices=PRECISIONS),
+        "channels_last": _opt(False, bool, "channels-last memory format (opt-in speed, same arithmetic)"),
+        "compile": _opt(False, bool, "torch.compile the model (opt-in speed)"),
         "log_every": _opt(50, int, "steps between progress updates (the only host syncs of a step)", minimum=1),
         "eval_every": _opt(1, int, "epochs between validations", minimum=1),
         "select_metric": _opt("val_acc", str, "metric of the best checkpoint: val_acc (highest) or val_loss (lowest)",
                               choices=("val_acc", "val_loss")),
         "progress": _opt(True, bool, "show tqdm progress bars"),
+    },
+    "eval": {
+        "precision": _opt("fp32", str, "evaluate --run: forward passes in 'fp32' (the paper's) or under 'bf16' / "
+                          "'fp16' autocast (opt-in speed); --precision overrides", choices=PRECISIONS),
+        "channels_last": _opt(False, bool, "evaluate --run: channels-last memory format (opt-in speed)"),
+        "compile": _opt(False, bool, "evaluate --run: torch.compile the model (opt-in speed)"),
     },
 }
 
@@ -222,6 +246,8 @@ def _validate_section(path: str, raw, schema: Mapping[str, Any]) -> dict:
     for key in raw:
         if key not in schema:
             where = f"{path}.{key}" if path else str(key)
+            if where in RENAMED_KEYS:
+                raise ConfigError(RENAMED_KEYS[where])
             raise ConfigError(f"unknown config key {where!r}{_suggest(str(key), schema)}; "
                               f"known keys{' of ' + path if path else ''}: {', '.join(schema)}")
     out = {}
@@ -261,6 +287,16 @@ def _check_consistency(config: dict) -> None:
     schedule = config["schedule"]
     if schedule["name"] == "multistep" and list(schedule["milestones"]) != sorted(schedule["milestones"]):
         raise ConfigError(f"schedule.milestones: expected increasing epochs, got {schedule['milestones']}")
+    model = config["model"]
+    if (model["input_mean"] is None) != (model["input_std"] is None):
+        raise ConfigError("model.input_mean, model.input_std: expected both (per-channel lists) or neither, got "
+                          f"{model['input_mean']!r} and {model['input_std']!r}")
+    if model["input_mean"] is not None:
+        if len(model["input_mean"]) != len(model["input_std"]) or len(model["input_mean"]) not in (1, 3):
+            raise ConfigError(f"model.input_mean, model.input_std: expected lists of 1 or 3 values of the same "
+                              f"length, got {model['input_mean']!r} and {model['input_std']!r}")
+        if min(model["input_std"]) <= 0:
+            raise ConfigError(f"model.input_std: expected positive values, got {model['input_std']!r}")
     device = config["train"]["device"]
     if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
         raise ConfigError(f"train.device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")

@@ -4,12 +4,14 @@ A run directory holds ``config.yaml`` (the validated config), ``log.csv`` and ``
 epoch), ``last.pt`` (everything needed to resume, written after every epoch), ``best.pt`` (the weights
 that did best on the validation split held out from the training set; the test set is never looked at)
 and, once the last epoch is done, ``results.json`` (provenance: config, git commit, torch version,
-device, data source, wall time, images per second). Every file is written atomically.
+device, data source, numerics, wall time, images per second). Every file is written atomically.
 
 The fast path on a GPU: the training set lives on the device as uint8 and is cropped and flipped there
-(``augmax_lib.data.DeviceLoader``), the chains and the mixing run on the device, forward passes run under
-bf16 autocast in channels-last layout, and optionally under ``torch.compile``. Losses and accuracies are
-summed on the device and read once per ``train.log_every`` steps, the only host syncs the engine adds.
+(``augmax_lib.data.DeviceLoader``) and the chains and the mixing run on the device. Forward passes run in
+fp32, as the paper's did; ``train.precision`` (bf16 or fp16 autocast), ``train.channels_last`` and
+``train.compile`` are opt-in speed settings (CPU too) that apply to training steps, attacks and validation
+alike, and ``results.json`` records them under ``numerics``. Losses and accuracies are summed on the device
+and read once per ``train.log_every`` steps, the only host syncs the engine adds.
 """
 from __future__ import annotations
 
@@ -42,7 +44,8 @@ from .config import ConfigError, apply_overrides, dump_config, load_config, load
 from .methods import StepContext, get_step, training_routes
 from .runs import backbone, build_run_model
 
-__all__ = ["train", "RunDirError", "TrainData", "build_data", "evaluate_split", "provenance", "run_dir_for"]
+__all__ = ["train", "RunDirError", "TrainData", "build_data", "evaluate_split", "provenance", "run_dir_for", "numerics",
+           "cosine_per_step_factor"]
 
 
 class RunDirError(RuntimeError):
@@ -307,19 +310,36 @@ def _prepare_run_dir(run_dir: Path, resume: bool, config: Mapping) -> Optional[d
     return None
 
 
-def _make_scheduler(optimizer, config):
+def cosine_per_step_factor(total_steps: int, lr: float, min_lr: float):
+    """AugMix's cosine (cifar.py) as a factor of ``lr``: step t of T runs at min_lr + (lr - min_lr)(1+cos(pi t/T))/2."""
+    floor = min_lr / lr if lr > 0 else 0.0
+
+    def factor(step: int) -> float:
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(step / total_steps * math.pi))
+
+    return factor
+
+
+def _make_scheduler(optimizer, config, steps_per_epoch: int):
+    """The learning-rate schedule; ``cosine_per_step`` is stepped after every optimiser step, the others per epoch."""
     s, epochs = config["schedule"], config["train"]["epochs"]
     if s["name"] == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=s["min_lr"])
+    if s["name"] == "cosine_per_step":
+        # A closure, not a callable object: LambdaLR's state dict then holds no function state (the config does).
+        factor = cosine_per_step_factor(epochs * steps_per_epoch, optimizer.param_groups[0]["lr"], s["min_lr"])
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=factor)
     milestones = s["milestones"] if s["name"] == "multistep" else []
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=s["gamma"])
 
 
-def _amp_dtype(config, device) -> Optional[torch.dtype]:
-    amp = config["train"]["amp"]
-    if amp == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
+_AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def numerics(config: Mapping) -> dict:
+    """How the forward passes computed (results.json's ``numerics``): precision, channels-last, torch.compile."""
+    t = config["train"]
+    return {"precision": t["precision"], "channels_last": t["channels_last"], "compile": t["compile"]}
 
 
 def _better(value: float, best: Optional[float], metric: str) -> bool:
@@ -368,14 +388,16 @@ def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
     torch.manual_seed(t["seed"])  # the same model initialisation on every rank
     data = build_data(config, info, device)
     net = build_run_model(config, data.num_classes).to(device)
-    channels_last = t["channels_last"] if t["channels_last"] is not None else device.type == "cuda"
-    if channels_last:
+    if t["channels_last"]:
         net = net.to(memory_format=torch.channels_last)
     lr = config["optim"]["lr"] * (t["batch_size"] / 256 if config["optim"]["lr_batch_scale"] else 1.0)
     optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=config["optim"]["momentum"],
                                 weight_decay=config["optim"]["weight_decay"], nesterov=config["optim"]["nesterov"])
-    scheduler = _make_scheduler(optimizer, config)
-    amp_dtype = _amp_dtype(config, device)
+    steps_per_epoch = len(data.loader) if t["steps_per_epoch"] is None else min(len(data.loader),
+                                                                                 t["steps_per_epoch"])
+    scheduler = _make_scheduler(optimizer, config, steps_per_epoch)
+    per_step_schedule = config["schedule"]["name"] == "cosine_per_step"
+    amp_dtype = _AUTOCAST_DTYPES[t["precision"]]
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     aug_generator = torch.Generator(device=device).manual_seed(_seed(t["seed"], 11, info.rank))
     generators = {"augmentation": aug_generator}
@@ -413,8 +435,6 @@ def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", dump_config(config))
     metric = t["select_metric"]
-    steps_per_epoch = len(data.loader) if t["steps_per_epoch"] is None else min(len(data.loader),
-                                                                                 t["steps_per_epoch"])
     session_start, epochs_done_now = time.perf_counter(), 0
     for epoch in range(start_epoch, t["epochs"]):
         if stop_after is not None and epochs_done_now >= stop_after:
@@ -423,10 +443,12 @@ def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
         data.loader.set_epoch(epoch)
         lr_now = optimizer.param_groups[0]["lr"]
         sums = _run_epoch(model, optimizer, scaler, step_fn, ctx, data.loader, steps_per_epoch, t["log_every"],
-                          device, show, f"epoch {epoch + 1}/{t['epochs']}")
+                          device, show, f"epoch {epoch + 1}/{t['epochs']}",
+                          scheduler if per_step_schedule else None)
         dist_utils.all_reduce_sum(sums["tensor"], info)
         train_time = time.perf_counter() - epoch_start
-        scheduler.step()
+        if not per_step_schedule:
+            scheduler.step()
         totals = sums["tensor"].tolist()
         count = max(totals[2], 1.0)
         row = {"epoch": epoch + 1, "lr": lr_now, "train_loss": totals[0] / count, "train_acc": totals[1] / count}
@@ -473,7 +495,7 @@ def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
             "num_val_images": 0 if data.val is None else len(data.val),
             "epochs": t["epochs"], "best": {**best, "row": best_row}, "final": history[-1],
             "wall_time_s": wall, "train_images_per_s": float(np.mean(rates)) if rates else None,
-            "provenance": provenance(device, info), "config": config,
+            "numerics": numerics(config), "provenance": provenance(device, info), "config": config,
             "image_size": list(data.image_size),
         }
         atomic_write_text(run_dir / "results.json", json.dumps(results, indent=1, default=str) + "\n")
@@ -508,8 +530,11 @@ def _epoch_line(row: Mapping) -> str:
 
 
 def _run_epoch(model, optimizer, scaler, step_fn, ctx: StepContext, loader, steps: int, log_every: int,
-               device: torch.device, show: bool, desc: str) -> dict:
-    """One pass over the training batches; returns the summed loss, correct count, count and extras on device."""
+               device: torch.device, show: bool, desc: str, step_scheduler=None) -> dict:
+    """One pass over the training batches; returns the summed loss, correct count, count and extras on device.
+
+    ``step_scheduler`` (a per-step schedule) is stepped after every optimiser step.
+    """
     model.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.float64, device=device)
@@ -525,6 +550,8 @@ def _run_epoch(model, optimizer, scaler, step_fn, ctx: StepContext, loader, step
             scaler.scale(result.loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            if step_scheduler is not None:
+                step_scheduler.step()
             n = y.shape[0]
             loss_sum += result.loss.detach().double() * n
             correct += (result.logits.argmax(1) == y).sum().double()
@@ -539,8 +566,9 @@ def _run_epoch(model, optimizer, scaler, step_fn, ctx: StepContext, loader, step
     finally:
         bar.close()
     if not math.isfinite(loss_sum.item()):
-        raise FloatingPointError(f"{desc}: the training loss is not finite ({loss_sum.item()}); lower optim.lr or "
-                                 f"use train.amp=off (ResNeXt at lr 0.1 is known to diverge now and then)")
+        raise FloatingPointError(f"{desc}: the training loss is not finite ({loss_sum.item()}); lower optim.lr, or "
+                                 f"use train.precision=fp32 if it was 16-bit (ResNeXt at lr 0.1 is known to diverge "
+                                 f"now and then)")
     names = sorted(extra_sums)
     tensor = torch.stack([loss_sum, correct, count] + [extra_sums[k] for k in names])
     return {"tensor": tensor, "extras": names}

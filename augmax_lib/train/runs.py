@@ -1,8 +1,9 @@
 """Models of training runs: build the model a config describes, and load a finished run for evaluation.
 
 Every model built here takes float images in [0, 1]. The ImageNet backbones expect normalised input,
-so they are wrapped in :class:`NormalizedInput`; checkpoints hold the backbone's own state dict (the
-layout of ``augmax_lib.models.build_model``), so they load into the bare backbone as well.
+so they are wrapped in :class:`NormalizedInput`, as is any model whose config sets ``model.input_mean``;
+checkpoints hold the backbone's own state dict (the layout of ``augmax_lib.models.build_model``), so they
+load into the bare backbone as well.
 """
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ def build_run_model(config: dict, num_classes: int) -> nn.Module:
         net = build_model(spec["name"], num_classes, norm=spec["norm"], **kwargs)
     except (TypeError, ValueError) as err:
         raise ValueError(f"model (name {spec['name']!r}, norm {spec['norm']!r}, kwargs {kwargs}): {err}") from err
+    if spec.get("input_mean") is not None:  # e.g. AugMix's own recipe: Normalize(0.5, 0.5) before the network
+        return NormalizedInput(net, spec["input_mean"], spec["input_std"])
     if spec["name"].endswith("_imagenet"):
         from augmax_lib.data import IMAGENET_MEAN, IMAGENET_STD
 
