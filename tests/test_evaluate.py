@@ -106,6 +106,22 @@ def test_evaluation_is_fp32_unless_numerics_opt_in():
         with_numerics(model, "fp64")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
+def test_cuda_evaluation_is_fp32_unless_numerics_opt_in():
+    from augmax_lib.evaluate.inference import with_numerics
+
+    seen = []
+    model = nn.Sequential(nn.Conv2d(3, 10, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()).cuda()
+    model[0].register_forward_hook(lambda m, i, o: seen.append((torch.is_autocast_enabled("cuda"), o.dtype)))
+    data = _planted_set(8, 0)
+    clean_accuracy(model, data, batch_size=4, progress=False)
+    assert seen and all(s == (False, torch.float32) for s in seen)
+    seen.clear()
+    clean_accuracy(with_numerics(model, "bf16", channels_last=True), data, batch_size=4, progress=False)
+    assert seen and all(s == (True, torch.bfloat16) for s in seen)
+
+
 # ---------------------------------------------------------------------------------- clean accuracy
 
 

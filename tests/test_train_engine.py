@@ -155,6 +155,19 @@ def test_numerics_default_to_fp32_and_opt_in_settings_resume_exactly(tmp_path):
         train({**config, "train": {**config["train"], "precision": "fp32", "epochs": 3}}, out=parts, resume=True)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
+def test_cuda_runs_are_fp32_unless_they_opt_in(tmp_path):
+    plain = train(tiny("augmax", "dubin", steps_per_epoch=2, device="cuda"), out=tmp_path / "plain")
+    results = json.loads((plain / "results.json").read_text())
+    assert results["numerics"] == {"precision": "fp32", "channels_last": False, "compile": False}
+    assert results["provenance"]["device"].startswith("cuda")
+    fast = train(tiny("augmax", "dubin", steps_per_epoch=2, device="cuda", precision="bf16", channels_last=True),
+                 out=tmp_path / "fast")
+    results = json.loads((fast / "results.json").read_text())
+    assert results["numerics"]["precision"] == "bf16" and math.isfinite(results["final"]["train_loss"])
+
+
 def _augmix_lr(step: int, total_steps: int, lr_max: float, lr_min: float) -> float:
     """google-research/augmix cifar.py's get_lr, transcribed (numpy, its order of operations)."""
     return lr_min + (lr_max - lr_min) * 0.5 * (1 + np.cos(step / total_steps * np.pi))
