@@ -1,40 +1,58 @@
-"""Execute every course notebook with papermill in one profile, keep going past failures, report.
+"""Execute the course notebooks with papermill in one profile, keep going past failures, report.
 
-    python book/run_notebooks.py --profile quick --out _build/executed [NOTEBOOK ...]
+    python book/run_notebooks.py --profile quick                     # every notebook in notebooks/
+    python book/run_notebooks.py --profile smoke --only 0,3 --out _build/smoke
+    python book/run_notebooks.py --profile full --runs-dir /scratch/runs notebooks/05_training.ipynb
 
-Each notebook's `parameters` cell gets `profile`; the injected cell is tagged `remove-cell` so the
-book hides it. Exits non-zero when any notebook failed, after running all of them.
+Every notebook gets ``profile`` and ``runs_dir`` (one folder shared by all, so a run made by one notebook is
+loaded by the next and nothing is trained twice), and ``device`` / ``data_root`` when given. papermill's
+injected-parameters cell is tagged ``remove-cell`` so the book hides it. A progress line per notebook, a
+summary table at the end (also written as ``<out>/summary.json``); a failure names its cell and error and
+the remaining notebooks still run. Exits 1 when any notebook failed.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
+PROFILES = ("smoke", "quick", "full")
 
 
-def run_all(notebooks: list[Path], profile: str, out: Path) -> list[tuple[Path, str]]:
-    import papermill as pm
+@dataclass
+class Outcome:
+    """How one notebook ran."""
 
-    failures = []
-    out.mkdir(parents=True, exist_ok=True)
-    for nb in notebooks:
-        target = out / nb.name
-        t0 = time.perf_counter()
-        try:
-            pm.execute_notebook(str(nb), str(target), parameters={"profile": profile},
-                                cwd=str(ROOT), progress_bar=False, kernel_name="python3")
-            print(f"ok      {nb.name} ({time.perf_counter() - t0:.0f} s)")
-        except Exception as err:  # papermill raises PapermillExecutionError and writes the notebook
-            failures.append((nb, str(err).strip().splitlines()[-1] if str(err).strip() else repr(err)))
-            print(f"FAILED  {nb.name}: {failures[-1][1]}")
-        _hide_injected_parameters(target)
-    return failures
+    notebook: str
+    status: str          # "ok" or "failed"
+    seconds: float
+    profile: str
+    output: str
+    error: Optional[str] = None   # "cell N: ExceptionName: message" for a failure
 
 
-def _hide_injected_parameters(path: Path) -> None:
+def _failure_line(err: Exception) -> str:
+    """'cell 7 (execution 5): ValueError: ...' from a PapermillExecutionError, else the exception's last line."""
+    ename, evalue = getattr(err, "ename", None), getattr(err, "evalue", None)
+    if ename is not None:
+        cell = getattr(err, "cell_index", None)
+        count = getattr(err, "exec_count", None)
+        where = f"cell {cell}" if cell is not None else "a cell"
+        if count is not None:
+            where += f" (execution {count})"
+        message = str(evalue).strip().splitlines()
+        return f"{where}: {ename}: {message[0] if message else ''}"
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[-1] if text else ''}"
+
+
+def hide_injected_parameters(path: Path) -> None:
+    """Tag papermill's injected-parameters cell ``remove-cell`` (the tagged parameters cell stays visible)."""
     import nbformat
 
     if not path.exists():
@@ -47,19 +65,89 @@ def _hide_injected_parameters(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def run_all(notebooks: list[Path], profile: str, out: Path, runs_dir: Optional[Path] = None,
+            device: Optional[str] = None, data_root: Optional[str] = None, log=print) -> list[Outcome]:
+    """Execute ``notebooks`` in order into ``out``; returns one :class:`Outcome` per notebook."""
+    import papermill as pm
+
+    out.mkdir(parents=True, exist_ok=True)
+    runs_dir = Path(runs_dir).resolve() if runs_dir is not None else (ROOT / "runs").resolve()
+    parameters = {"profile": profile, "runs_dir": str(runs_dir)}
+    if device:
+        parameters["device"] = device
+    if data_root:
+        parameters["data_root"] = str(data_root)
+    outcomes = []
+    for number, nb in enumerate(notebooks, 1):
+        target = out / nb.name
+        log(f"[{number}/{len(notebooks)}] {nb.name} ({profile}) ...", flush=True)
+        start = time.perf_counter()
+        try:
+            pm.execute_notebook(str(nb), str(target), parameters=parameters, cwd=str(ROOT), progress_bar=False,
+                                kernel_name="python3")
+            outcome = Outcome(nb.name, "ok", time.perf_counter() - start, profile, str(target))
+        except Exception as err:  # papermill writes the notebook up to the failing cell, then raises
+            outcome = Outcome(nb.name, "failed", time.perf_counter() - start, profile, str(target),
+                              _failure_line(err))
+        hide_injected_parameters(target)
+        outcomes.append(outcome)
+        tail = f"  FAILED at {outcome.error}" if outcome.error else ""
+        log(f"[{number}/{len(notebooks)}] {nb.name}: {outcome.status} in {outcome.seconds:.1f} s{tail}", flush=True)
+    return outcomes
+
+
+def summary_table(outcomes: list[Outcome]) -> str:
+    """A plain-text table: notebook, status, time, profile (and the error of a failure)."""
+    width = max([len("notebook")] + [len(o.notebook) for o in outcomes])
+    lines = [f"{'notebook':<{width}}  {'status':<6}  {'time':>8}  profile", "-" * (width + 28)]
+    for o in outcomes:
+        lines.append(f"{o.notebook:<{width}}  {o.status:<6}  {o.seconds:7.1f}s  {o.profile}"
+                     + (f"  ({o.error})" if o.error else ""))
+    total = sum(o.seconds for o in outcomes)
+    lines.append(f"{'total':<{width}}  {sum(o.status == 'ok' for o in outcomes)}/{len(outcomes)} ok  {total:7.1f}s")
+    return "\n".join(lines)
+
+
+def select(notebooks: list[Path], only: Optional[str]) -> list[Path]:
+    """The notebooks whose leading number is in ``only`` ("0,3,5"), all of them when ``only`` is empty."""
+    if not only:
+        return notebooks
+    try:
+        wanted = {int(part) for part in only.split(",") if part.strip()}
+    except ValueError:
+        raise SystemExit(f"--only: expected notebook numbers like 0,3,5, got {only!r}") from None
+    chosen = [nb for nb in notebooks if nb.name[:2].isdigit() and int(nb.name[:2]) in wanted]
+    missing = wanted - {int(nb.name[:2]) for nb in chosen}
+    if missing:
+        raise SystemExit(f"--only: no notebook numbered {sorted(missing)} in {[nb.name for nb in notebooks]}")
+    return chosen
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/*.ipynb")
-    parser.add_argument("--profile", default="quick", choices=["smoke", "quick", "full"])
-    parser.add_argument("--out", type=Path, default=ROOT / "_build" / "executed")
+    parser.add_argument("--profile", default="quick", choices=PROFILES)
+    parser.add_argument("--only", default=None, metavar="N,M", help="run only these notebook numbers, e.g. 0,3")
+    parser.add_argument("--out", type=Path, default=ROOT / "_build" / "executed", help="executed notebooks go here")
+    parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs",
+                        help="training runs shared by all notebooks (default: runs/)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    parser.add_argument("--data-root", default=None, help="data folder (default: $AUGMAX_DATA, else ~/.cache/augmax)")
     args = parser.parse_args(argv)
-    notebooks = args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    notebooks = select(args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb")), args.only)
     if not notebooks:
         print("No notebooks in notebooks/ yet: nothing to execute.")
         return 0
-    failures = run_all(notebooks, args.profile, args.out)
-    print(f"{len(notebooks) - len(failures)} of {len(notebooks)} notebooks ran in the {args.profile} profile")
-    return 1 if failures else 0
+    outcomes = run_all(notebooks, args.profile, args.out, args.runs_dir, args.device, args.data_root)
+    print()
+    print(summary_table(outcomes))
+    summary = {"profile": args.profile, "runs_dir": str(Path(args.runs_dir).resolve()),
+               "notebooks": [asdict(o) for o in outcomes]}
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    failed = [o for o in outcomes if o.status != "ok"]
+    print(f"{len(outcomes) - len(failed)} of {len(outcomes)} notebooks ran in the {args.profile} profile; "
+          f"summary in {args.out / 'summary.json'}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

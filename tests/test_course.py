@@ -155,8 +155,15 @@ def test_to_uint8_hwc_matches_numpy():
 def test_image_grid_and_heatmap_shapes():
     import matplotlib.pyplot as plt
 
-    fig = plots.image_grid(torch.zeros(2, 3, 3, 8, 8, dtype=torch.uint8), ["a", "b"], ["x", "y", "z"])
-    assert len(fig.axes) == 6
+    cells = torch.arange(6, dtype=torch.uint8).mul(40).view(2, 3, 1, 1, 1).expand(2, 3, 3, 8, 8)
+    fig = plots.image_grid(cells, ["a", "b"], ["x", "y", "z"], gap=2)
+    mosaic = np.asarray(fig.axes[0].images[0].get_array())
+    assert mosaic.shape == (2 * 8 + 2, 3 * 8 + 4, 3)
+    for r in range(2):
+        for c in range(3):  # each image at its place in the mosaic, white gaps between
+            assert (mosaic[r * 10:r * 10 + 8, c * 10:c * 10 + 8] == 40 * (3 * r + c)).all()
+    assert (mosaic[8:10] == 255).all()
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["x", "y", "z"]
     plt.close(fig)
     fig = plots.heatmap(np.arange(6).reshape(2, 3), ["r1", "r2"], ["c1", "c2", "c3"])
     assert [t.get_text() for t in fig.axes[0].texts] == ["0", "1", "2", "3", "4", "5"]

@@ -59,8 +59,10 @@ def quantisation_effect(model, data, corruptions=None, severities=(1, 2, 3, 4, 5
                         seed: int = 0, device=None, batch_size: int = 500, progress: bool = True) -> pd.DataFrame:
     """Accuracy on each corrupted set quantised by rounding (ours) and by truncation (the published files').
 
-    Rows: (corruption, severity). Columns: ``acc_round``, ``acc_truncate``, ``mean_level_gap`` (mean grey
-    levels by which rounding is brighter) and ``flipped`` (fraction of images whose prediction differs).
+    ``model``: one model, or a mapping label -> model (the corrupted images are made once for all).
+    Rows: (corruption, severity), with the model's label first for a mapping. Columns: ``acc_round``,
+    ``acc_truncate``, ``mean_level_gap`` (mean grey levels by which rounding is brighter) and ``flipped``
+    (fraction of images whose prediction differs).
     """
     from augmax_lib.corruptions import corrupt
     from augmax_lib.data import BENCHMARK_CORRUPTIONS
@@ -68,7 +70,10 @@ def quantisation_effect(model, data, corruptions=None, severities=(1, 2, 3, 4, 5
 
     images, labels = _images_labels(data)
     corruptions = list(BENCHMARK_CORRUPTIONS if corruptions is None else corruptions)
-    device = torch.device(device) if device is not None else model_device(model)
+    models = dict(model) if isinstance(model, dict) else {None: model}
+    if not models:
+        raise ValueError("model: expected a model or a non-empty mapping of label -> model")
+    device = torch.device(device) if device is not None else model_device(next(iter(models.values())))
     rows = []
     cells = [(c, s) for c in corruptions for s in severities]
     for c, s in tqdm(cells, desc="round vs truncate", unit="set", disable=not progress):
@@ -77,13 +82,17 @@ def quantisation_effect(model, data, corruptions=None, severities=(1, 2, 3, 4, 5
                  for x in images.split(batch_size)]
         x = torch.cat(parts)
         rounded, truncated = quantise(x, "round"), quantise(x, "truncate")
-        p_round, p_trunc = _predict(model, rounded, device, batch_size), _predict(model, truncated, device, batch_size)
-        rows.append({"corruption": c, "severity": s,
-                     "acc_round": float((p_round == labels).double().mean()),
-                     "acc_truncate": float((p_trunc == labels).double().mean()),
-                     "mean_level_gap": float((rounded.double() - truncated.double()).mean()),
-                     "flipped": float((p_round != p_trunc).double().mean())})
-    return pd.DataFrame(rows).set_index(["corruption", "severity"])
+        gap = float((rounded.double() - truncated.double()).mean())
+        for label, net in models.items():
+            p_round, p_trunc = _predict(net, rounded, device, batch_size), _predict(net, truncated, device, batch_size)
+            rows.append({"model": label, "corruption": c, "severity": s,
+                         "acc_round": float((p_round == labels).double().mean()),
+                         "acc_truncate": float((p_trunc == labels).double().mean()),
+                         "mean_level_gap": gap, "flipped": float((p_round != p_trunc).double().mean())})
+    frame = pd.DataFrame(rows)
+    if None in models:
+        return frame.drop(columns="model").set_index(["corruption", "severity"])
+    return frame.set_index(["model", "corruption", "severity"])
 
 
 def generated_vs_published(model, test, dataset: str = "cifar10", root=None, corruptions=None,

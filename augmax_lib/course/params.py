@@ -50,6 +50,11 @@ class Setup:
         return bool(self.fallback_reason)
 
     @property
+    def short_source(self) -> str:
+        """The data's name for figure titles ("SYNTHETIC shapes" without the long caveat the label carries)."""
+        return self.source.split(" (")[0] if self.dataset == "synthetic" else self.source
+
+    @property
     def label(self) -> str:
         """'smoke profile, CIFAR-10 (JPEG q75 mirror), seed 0, cpu': what every printed number says."""
         return f"{self.profile} profile, {self.source or self.dataset}, seed {self.seed}, {self.device.type}"
@@ -146,14 +151,13 @@ def _announce(setup: Setup) -> None:
              f"runs: {setup.runs_dir}/{setup.profile}/",
              _PROFILE_NOTES.get(setup.profile, f"custom profile {setup.profile!r}")]
     if setup.fallback:
-        first = setup.fallback_reason.splitlines()[0]
-        lines = ["!" * 100,
-                 f"!!! {setup.requested_dataset} NOT FOUND ({first}).",
-                 "!!! Falling back to the SYNTHETIC shapes data set: every image and number below is about "
-                 "procedural shapes, not CIFAR.",
-                 f"!!! To use {setup.requested_dataset}: set data_root (or $AUGMAX_DATA) to a folder holding it; "
-                 "see augmax_lib.data.",
-                 "!" * 100] + lines
+        banner = ["!" * 100, f"!!! {setup.requested_dataset} NOT FOUND."]
+        banner += [f"!!! {line}" for line in setup.fallback_reason.splitlines()]
+        banner += ["!!! Falling back to the SYNTHETIC shapes data set: every image and number below is about "
+                   "procedural shapes, not CIFAR.",
+                   f"!!! To use {setup.requested_dataset}: set data_root (or $AUGMAX_DATA) to a folder holding it.",
+                   "!" * 100]
+        lines = banner + lines
         warnings.warn(f"{setup.requested_dataset} not found; using the synthetic data set", UserWarning,
                       stacklevel=3)
     print("\n".join(lines))

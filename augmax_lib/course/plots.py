@@ -56,8 +56,12 @@ def _as_rows(images, ncols: Optional[int]) -> list[list]:
 
 
 def image_grid(images, row_labels: Optional[Sequence[str]] = None, col_labels: Optional[Sequence[str]] = None,
-               title: str = "", ncols: Optional[int] = None, cell: float = 1.0, fontsize: int = 8):
-    """A grid of images: rows x columns (a nested list, an (R, C, ch, H, W) tensor, or N images in ``ncols``)."""
+               title: str = "", ncols: Optional[int] = None, cell: float = 1.0, fontsize: int = 8, gap: int = 2):
+    """A grid of images: rows x columns (a nested list, an (R, C, ch, H, W) tensor, or N images in ``ncols``).
+
+    The images are pasted into one mosaic (white ``gap`` pixels between them) drawn with a single ``imshow``,
+    so a 19 x 6 grid costs one image, not 114 axes; ``cell`` is the size of one image in inches.
+    """
     import matplotlib.pyplot as plt
 
     rows = _as_rows(images, ncols)
@@ -66,24 +70,31 @@ def image_grid(images, row_labels: Optional[Sequence[str]] = None, col_labels: O
         raise ValueError(f"row_labels: expected {nrows} labels, got {len(row_labels)}")
     if col_labels is not None and len(col_labels) != ncols:
         raise ValueError(f"col_labels: expected {ncols} labels, got {len(col_labels)}")
-    label_w = 1.3 if row_labels is not None else 0.0
-    fig, axes = plt.subplots(nrows, ncols, figsize=(label_w + cell * ncols, 0.35 * bool(title) + 0.2 * bool(col_labels)
-                                                    + cell * nrows), squeeze=False)
-    for r, row in enumerate(rows):
-        for c in range(ncols):
-            ax = axes[r][c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            if c < len(row) and row[c] is not None:
-                ax.imshow(to_uint8_hwc(row[c]), interpolation="nearest")
-            if r == 0 and col_labels is not None:
-                ax.set_title(str(col_labels[c]), fontsize=fontsize)
-            if c == 0 and row_labels is not None:
-                ax.set_ylabel(str(row_labels[r]), fontsize=fontsize, rotation=0, ha="right", va="center")
+    arrays = [[to_uint8_hwc(im) if im is not None else None for im in row] for row in rows]
+    h = max(a.shape[0] for row in arrays for a in row if a is not None)
+    w = max(a.shape[1] for row in arrays for a in row if a is not None)
+    canvas = np.full((nrows * (h + gap) - gap, ncols * (w + gap) - gap, 3), 255, dtype=np.uint8)
+    for r, row in enumerate(arrays):
+        for c, a in enumerate(row):
+            if a is not None:
+                top, left = r * (h + gap) + (h - a.shape[0]) // 2, c * (w + gap) + (w - a.shape[1]) // 2
+                canvas[top:top + a.shape[0], left:left + a.shape[1]] = a
+    aspect = w / h
+    label_w = 0.12 * max((len(str(x)) for x in row_labels), default=0) if row_labels is not None else 0.1
+    fig_w = label_w + cell * aspect * ncols + 0.2
+    fig_h = cell * nrows + 0.3 * bool(col_labels) + 0.35 * bool(title) + 0.1
+    fig, ax = plt.subplots(figsize=(fig_w, fig_h))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_xticks([c * (w + gap) + w / 2 for c in range(ncols)] if col_labels is not None else [],
+                  [str(x) for x in col_labels] if col_labels is not None else [], fontsize=fontsize)
+    ax.xaxis.tick_top()
+    ax.set_yticks([r * (h + gap) + h / 2 for r in range(nrows)] if row_labels is not None else [],
+                  [str(x) for x in row_labels] if row_labels is not None else [], fontsize=fontsize)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
     if title:
-        fig.suptitle(title, fontsize=fontsize + 2)
+        ax.set_title(title, fontsize=fontsize + 2)
     fig.tight_layout(pad=0.3)
     return fig
 

@@ -13,7 +13,7 @@ from typing import Mapping, Optional
 
 import torch
 
-__all__ = ["PHASES", "PhaseTimer", "time_training_step"]
+__all__ = ["PHASES", "PhaseTimer", "time_training_step", "plot_step_costs"]
 
 # The phases of a step in the order they run; "backward" includes the optimiser step.
 PHASES = ("augment", "attack", "forward", "backward")
@@ -109,3 +109,31 @@ def time_training_step(config: Mapping, model: torch.nn.Module, images: torch.Te
     out["images"] = int(y.shape[0])
     out["attack_steps"] = statistics.mean(steps_taken) if steps_taken else None
     return out
+
+
+def plot_step_costs(costs: Mapping[str, Mapping], title: str = ""):
+    """Stacked horizontal bars, one per method: milliseconds per image in each phase of a step.
+
+    ``costs`` maps a label to a :func:`time_training_step` result.
+    """
+    import matplotlib.pyplot as plt
+
+    labels = list(costs)
+    fig, ax = plt.subplots(figsize=(8.5, 0.9 + 0.55 * len(labels)))
+    left = [0.0] * len(labels)
+    colors = plt.get_cmap("tab10")
+    for i, phase in enumerate(PHASES):
+        widths = [1e3 * costs[k][phase] / costs[k]["images"] for k in labels]
+        ax.barh(labels, widths, left=left, color=colors(i), label=phase)
+        left = [a + b for a, b in zip(left, widths)]
+    for row, k in enumerate(labels):
+        total = 1e3 * costs[k]["total"] / costs[k]["images"]
+        ax.text(left[row], row, f"  {total:.2f} ms/img", va="center", fontsize=8)
+    ax.set_xlim(0, max(left) * 1.3 if max(left) > 0 else 1)
+    ax.invert_yaxis()
+    ax.set_xlabel("milliseconds per training image")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

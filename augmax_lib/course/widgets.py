@@ -65,7 +65,7 @@ def _batch_strip(batch):
 def frame_to_png(frame, min_height: int = 96) -> bytes:
     """PNG bytes of one frame (a matplotlib Figure is closed after rendering)."""
     buffer = io.BytesIO()
-    _to_pil(frame, min_height).save(buffer, format="png", optimize=True)
+    _to_pil(frame, min_height).save(buffer, format="png")
     return buffer.getvalue()
 
 
@@ -131,14 +131,12 @@ def _static(pils, labels, title, max_frames: int):
 
     n = len(pils)
     keep = sorted({round(i * (n - 1) / max(1, min(n, max_frames) - 1)) for i in range(min(n, max_frames))})
-    wide = pils[0].width / pils[0].height
-    fig = image_grid([[np.asarray(pils[i]) for i in keep]] if wide < 2.5 else [[np.asarray(pils[i])] for i in keep],
-                     col_labels=[labels[i] for i in keep] if wide < 2.5 else None,
-                     row_labels=None if wide < 2.5 else [labels[i] for i in keep],
-                     title=title, cell=1.6 if wide < 2.5 else 1.4)
-    if wide >= 2.5:  # one frame per row: make the rows as wide as the frames
-        fig.set_size_inches(1.3 + 1.4 * wide, 0.3 + 1.4 * len(keep))
-        fig.tight_layout(pad=0.3)
+    arrays = [np.asarray(pils[i]) for i in keep]
+    names = [labels[i] for i in keep]
+    if pils[0].width / pils[0].height < 2.5:  # small frames side by side, labelled above
+        fig = image_grid([arrays], col_labels=names, title=title, cell=1.4)
+    else:  # wide frames (strips of images) one under the other, labelled on the left
+        fig = image_grid([[a] for a in arrays], row_labels=names, title=title, cell=0.9)
     plt.close(fig)  # shown by FrameWidget, not again by the inline backend
     return fig
 
@@ -222,5 +220,5 @@ def frame_grid(frames: Sequence[Sequence], row_labels: Sequence[str], col_labels
 
 def _png(image) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="png", optimize=True)
+    image.save(buffer, format="png", compress_level=9)
     return buffer.getvalue()
