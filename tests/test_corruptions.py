@@ -725,3 +725,30 @@ def test_cuda_matches_cpu(images_hwc, name):
     assert outf.dtype == torch.float32 and 0 <= float(outf.min()) and float(outf.max()) <= 1
     if name not in RANDOM_CORRUPTIONS:
         assert (out.cpu().float() - corrupt(x, name, 4).float()).abs().max() <= 1
+
+
+# ---------------------------------------------------------------- on-the-fly generation (evaluation)
+
+def test_generated_corruptions_save_as_the_generators_did(images_hwc):
+    """tinyimagenet/imagenet presets: every image through Pillow's JPEG at quality 85, as the published
+    files were saved; cifar: none; jpeg_quality=None turns it off; settings say which was used."""
+    from augmax_lib.data import ImageSet
+    from augmax_lib.evaluate import generated_corruptions
+
+    ims = np.stack([np.asarray(Image.fromarray(im).resize((64, 64), Image.BICUBIC)) for im in images_hwc[:4]])
+    data = ImageSet(to_tensor(ims), torch.arange(4), ["a", "b", "c", "d"], "stand-in", "tin")
+    plain = to_hwc(corrupt(data.images, "contrast", 2, "tinyimagenet"))
+    published = np.stack([pil_jpeg(im, 85) for im in plain])
+    src = generated_corruptions(data, preset="tinyimagenet")
+    np.testing.assert_array_equal(to_hwc(src("contrast", 2).images), published)
+    assert src.settings["jpeg_quality"] == 85 and "JPEG quality 85" in src.description
+    assert src.settings["generator"].endswith("make_tinyimagenet_c.py") and src.settings["uint8"].startswith("trunc")
+    off = generated_corruptions(data, preset="tinyimagenet", jpeg_quality=None)
+    np.testing.assert_array_equal(to_hwc(off("contrast", 2).images), plain)
+    assert off.settings["jpeg_quality"] is None and "no JPEG" in off.description
+    small = ImageSet(to_tensor(images_hwc[:4]), torch.arange(4), ["a", "b", "c", "d"], "stand-in", "c10")
+    cifar = generated_corruptions(small, preset="cifar")
+    assert cifar.settings["jpeg_quality"] is None
+    np.testing.assert_array_equal(cifar("contrast", 2).images, corrupt(small.images, "contrast", 2))
+    with pytest.raises(ValueError, match="jpeg_quality"):
+        generated_corruptions(data, preset="tinyimagenet", jpeg_quality=100)
