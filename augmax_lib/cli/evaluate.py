@@ -85,7 +85,7 @@ def _reference_problem(path: Path, err, args) -> str:
                 f"it, {len(err.extra)} of its keys are not in the model) but its keys and shapes fit "
                 f"{' and '.join(err.fits)}: pass --model {err.fits[0]}")
     if err.head_classes is not None:
-        from augmax_lib.models import REFERENCE_DATASETS
+        from augmax_lib.models.reference_checkpoint import REFERENCE_DATASETS
 
         known = [d for d, (c, _) in REFERENCE_DATASETS.items() if c == err.head_classes]
         fix = (f"pass --dataset {known[0]}" if known and args.dataset != known[0]
@@ -185,6 +185,11 @@ def add_arguments(parser) -> None:
                         help="corrupt the test set on the fly with augmax_lib.corruptions instead of reading "
                              "CIFAR-10-C style files (always so for the synthetic set)")
     parser.add_argument("--spatial-k", type=int, default=10, help="draws of the worst-of-k spatial attack")
+    parser.add_argument("--images-per-set", type=_positive_int, default=None, metavar="N",
+                        help="evaluate on N class-balanced test images, the same in the clean set, every corrupted "
+                             "set and the spatial attack (default: the whole set, or a run's eval.images_per_set)")
+    parser.add_argument("--subset-seed", type=int, default=None,
+                        help="seed of the subset's indices (default 0, or a run's eval.subset_seed)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the spatial attack and generated corruptions")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     speed = parser.add_argument_group("numerics (default: fp32, as the paper; a run's eval section may opt in)")
@@ -194,6 +199,18 @@ def add_arguments(parser) -> None:
     speed.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                        help="channels-last memory format (faster on GPUs; same arithmetic)")
     speed.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
+
+
+def _positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def _check_options(args) -> Optional[str]:
@@ -222,16 +239,24 @@ def _check_options(args) -> Optional[str]:
 
 
 def _fail(message: str) -> int:
-    print(f"evaluate: {message}", file=sys.stderr)
+    print(f"evaluate: error: {message}", file=sys.stderr)
     return 2
 
 
 def _summary(results: dict) -> str:
     m, lines = results["metrics"], [f"{results['dataset']} ({results['data_source']})"]
+    n, total = results.get("images_per_set"), results.get("num_test_images")
+    subset = n is not None and total is not None and n < total
+    where = (f"   on {n} images per set (of {total}, class-balanced, seed "
+             f"{results['protocol']['subset_seed']}); +- one standard error") if subset else ""
+
+    def pm(key):
+        return f" +- {100 * m[key]:.2f}" if subset and m.get(key) is not None else ""
+
     if "sa" in m:
-        lines.append(f"  SA  {100 * m['sa']:6.2f}")
+        lines.append(f"  SA  {100 * m['sa']:6.2f}{pm('sa_se')}{where}")
     if "ra" in m:
-        lines.append(f"  RA  {100 * m['ra']:6.2f}   ({m['corruption_source']})")
+        lines.append(f"  RA  {100 * m['ra']:6.2f}{pm('ra_se')}   ({m['corruption_source']}){where}")
         if "mce" in m:
             lines.append(f"  mCE {100 * m['mce']:6.2f}   (anchor: {m['mce_anchor']})")
         width = max(len(c) for c in m["corruption_accuracy"])
@@ -286,11 +311,14 @@ def run(args) -> int:
                                       else args.channels_last),
                 "compile": bool(loaded.defaults.get("compile", False) if args.compile is None else args.compile)}
     model = with_numerics(loaded.model.to(device), **numerics)
+    images_per_set = args.images_per_set if args.images_per_set is not None else loaded.defaults.get("images_per_set")
+    subset_seed = args.subset_seed if args.subset_seed is not None else loaded.defaults.get("subset_seed", 0)
     try:
         results = evaluate_model(model, dataset, args.root, skip=args.skip, device=device,
                                  batch_size=args.batch_size, seed=args.seed, spatial_k=args.spatial_k,
                                  corruptions=args.corruptions, generate_corruptions=args.generate_corruptions or None,
-                                 input_transform=loaded.input_transform, progress=not args.quiet)
+                                 input_transform=loaded.input_transform, images_per_set=images_per_set,
+                                 subset_seed=subset_seed, progress=not args.quiet)
     except InputError as err:  # a missing or broken data set, a bad option
         return _fail(user_message(err))
     results["model"] = loaded.info

@@ -12,6 +12,7 @@ from .inference import eval_mode, predict
 from .pgd import pgd_accuracy
 from .provenance import provenance, sha256_file, to_jsonable, write_json_atomic
 from .spatial import sample_spatial_params, spatial_attack_accuracy, spatial_transform
+from .subset import balanced_indices, standard_error
 from .suite import METRICS, evaluate_model
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "spatial_attack_accuracy", "pgd_accuracy", "evaluate_model", "METRICS", "ALEXNET_ERR",
     "REFERENCE_TIN_RESNET18_CE", "generated_corruptions", "table_to_dict", "eval_mode", "predict",
     "sample_spatial_params", "spatial_transform", "provenance", "sha256_file", "to_jsonable", "write_json_atomic",
+    "balanced_indices", "standard_error",
 ]

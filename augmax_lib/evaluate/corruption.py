@@ -31,12 +31,14 @@ REFERENCE_TIN_RESNET18_CE = {
 
 def corruption_accuracy(model, dataset: str = "cifar10", root=None, corruptions=None, severities=(1, 2, 3, 4, 5),
                         source=None, classes=None, batch_size: int = 500, device=None, input_transform=None,
-                        progress: bool = True) -> pd.DataFrame:
+                        progress: bool = True, return_correct: bool = False):
     """Accuracy for every (corruption, severity): a DataFrame indexed by corruption, one column per severity.
 
     The images come from ``source(corruption, severity)`` when given (e.g. :func:`generated_corruptions`),
     else from the published files of ``dataset`` under ``root`` (CIFAR-10-C/100-C, Tiny-ImageNet-C,
     ImageNet-C); ``classes`` fixes the label order of folder sets (the clean test set's classes).
+    ``return_correct``: also return the per-image correctness, a bool tensor (corruptions x severities, N)
+    in row-major cell order (for paired standard errors).
     """
     from ..data import BENCHMARK_CORRUPTIONS, load_corrupted
 
@@ -48,9 +50,14 @@ def corruption_accuracy(model, dataset: str = "cifar10", root=None, corruptions=
     table = pd.DataFrame(index=pd.Index(corruptions, name="corruption"),
                          columns=pd.Index(severities, name="severity"), dtype=float)
     cells = [(c, s) for c in corruptions for s in severities]
+    correct = []
     for c, s in tqdm(cells, desc="corruptions", unit="set", disable=not progress):
         preds, labels = predict(model, source(c, s), batch_size, device, input_transform, progress, f"{c} s{s}")
-        table.loc[c, s] = float((preds == labels).double().mean())
+        correct.append(preds == labels)
+        table.loc[c, s] = float(correct[-1].double().mean())
+    if return_correct:
+        sizes = {t.numel() for t in correct}
+        return table, (torch.stack(correct) if len(sizes) == 1 else None)
     return table
 
 

@@ -10,10 +10,12 @@ import torch
 from ..data import (BENCHMARK_CORRUPTIONS, SEVERITIES, DatasetNotFoundError, ImageSet, has_corrupted,
                     load_corrupted, load_dataset)
 from .accuracy import clean_accuracy
+from .inference import predict
 from .corruption import (REFERENCE_TIN_RESNET18_CE, corruption_accuracy, corruption_errors, generated_corruptions,
                          mce, robust_accuracy, table_to_dict)
 from .inference import model_device
 from .spatial import spatial_attack_accuracy
+from .subset import SubsetSource, balanced_indices, labels_of, standard_error, take
 
 __all__ = ["METRICS", "evaluate_model"]
 
@@ -34,15 +36,28 @@ def _missing_corrupted(dataset: str, root, corruptions) -> DatasetNotFoundError 
     return None
 
 
+def _binomial_se(p: float, n: int, population: int) -> float:
+    """Standard error of an accuracy ``p`` on ``n`` of ``population`` images (0 on the whole set)."""
+    if n < 2:
+        return float("nan")
+    return float((p * (1 - p) / (n - 1) * max(0.0, 1 - n / population)) ** 0.5)
+
+
 def evaluate_model(model, dataset: str, root=None, *, skip=(), device=None, batch_size: int = 500, seed: int = 0,
                    spatial_k: int = 10, corruptions=None, generate_corruptions: bool | None = None, anchor=None,
-                   input_transform=None, test_set=None, progress: bool = True) -> dict:
+                   input_transform=None, test_set=None, images_per_set: int | None = None, subset_seed: int = 0,
+                   progress: bool = True, generated_jpeg_quality="published") -> dict:
     """SA, RA with its per-corruption table (and mCE where defined), CIFAR-10.1 v4/v6, the spatial attack.
 
     ``skip``: names from METRICS to leave out. ``generate_corruptions``: corrupt the test set on the fly
     with augmax_lib.corruptions instead of reading published files (default: only for 'synthetic').
     ``anchor``: the Tiny-ImageNet-C mCE anchor (a Normal model's table or CE_c mapping; default: the
-    reference's constants). ``test_set`` replaces the loaded test set (e.g. a subset for a quick run).
+    reference's constants). ``test_set`` replaces the loaded test set.
+    ``generated_jpeg_quality``: JPEG round trip of generated corruptions ("published": the generator's
+    own, 85 for 64x64 and 224x224 sets; None: none); results record it under ``corruption_generation``.
+    ``images_per_set``: evaluate on the same ``images_per_set`` test images (class-balanced, drawn with
+    ``subset_seed``) in the clean set, every corrupted set and the spatial attack, so comparisons stay paired;
+    ``sa_se`` and ``ra_se`` give the standard errors of SA and RA as estimates of the whole test set's values.
     """
     unknown = sorted(set(skip) - set(METRICS))
     if unknown:
@@ -52,13 +67,28 @@ def evaluate_model(model, dataset: str, root=None, *, skip=(), device=None, batc
         generate_corruptions = dataset == "synthetic"
     device = torch.device(device) if device is not None else model_device(model)
     test = test_set if test_set is not None else load_dataset(dataset, "test", root=root)
+    population, index = len(test), None
+    if images_per_set is not None:
+        index = balanced_indices(labels_of(test), images_per_set, subset_seed)
+        if len(index) < population:
+            test = take(test, index)
+        else:
+            index = None  # the whole set: nothing to pick
     common = dict(batch_size=batch_size, device=device, input_transform=input_transform, progress=progress)
-    out = {"dataset": dataset, "data_source": test.source, "num_test_images": len(test),
-           "protocol": {"model_mode": "eval", "norm_route": "M", "seed": seed}, "metrics": {}, "skipped": {}}
+    out = {"dataset": dataset, "data_source": test.source if hasattr(test, "source") else "",
+           "num_test_images": population, "images_per_set": len(test) if index is not None else population,
+           "protocol": {"model_mode": "eval", "norm_route": "M", "seed": seed,
+                        "images_per_set": None if index is None else len(test),
+                        "subset_seed": None if index is None else subset_seed,
+                        "subset": "class-balanced, the same images in every set" if index is not None else "none",
+                        "subset_indices": None if index is None else index.tolist()},
+           "metrics": {}, "skipped": {}}
     metrics, skipped = out["metrics"], out["skipped"]
 
     if "sa" not in skip:
-        metrics["sa"] = clean_accuracy(model, test, desc="clean test", **common)
+        preds, labels = predict(model, test, desc="clean test", **common)
+        metrics["sa"] = float((preds == labels).double().mean())
+        metrics["sa_se"] = standard_error(preds == labels, population)
 
     if "ra" not in skip:
         source, label = None, _PUBLISHED_C.get(dataset)
@@ -66,19 +96,27 @@ def evaluate_model(model, dataset: str, root=None, *, skip=(), device=None, batc
             if not isinstance(test, ImageSet):
                 raise ValueError(f"generate_corruptions: needs an in-memory test set, {dataset} is read lazily")
             preset = {32: "cifar", 64: "tinyimagenet"}.get(test.image_size[0], "imagenet")
-            source = generated_corruptions(test, preset=preset, seed=seed, device=device)
-            label = f"generated on the fly by augmax_lib.corruptions (preset {preset}, seed {seed})"
+            # Generated from the (subset) test set itself: the same images in every set by construction.
+            source = generated_corruptions(test, preset=preset, seed=seed, device=device,
+                                           jpeg_quality=generated_jpeg_quality)
+            label = source.description
+            out["corruption_generation"] = source.settings
             missing = None
         elif label is None:
             missing = f"no published corrupted version of {dataset}; use generate_corruptions=True"
         else:
             missing = _missing_corrupted(dataset, root, corruptions)
+            if missing is None and index is not None:
+                source = SubsetSource(lambda c, s: load_corrupted(dataset, c, s, root, classes=test.classes),
+                                      index, labels_of(test))
         if missing is not None:
             skipped["ra"] = str(missing)
         else:
-            table = corruption_accuracy(model, dataset, root, corruptions, SEVERITIES, source=source,
-                                        classes=test.classes, **common)
+            table, correct = corruption_accuracy(model, dataset, root, corruptions, SEVERITIES, source=source,
+                                                 classes=test.classes, return_correct=True, **common)
             metrics["ra"] = robust_accuracy(table)
+            if correct is not None:
+                metrics["ra_se"] = standard_error(correct, population)
             metrics["corruption_source"] = label
             metrics["corruption_accuracy"] = table_to_dict(table)
             metrics["corruption_error"] = {c: float(v) for c, v in corruption_errors(table).items()}
@@ -107,8 +145,10 @@ def evaluate_model(model, dataset: str, root=None, *, skip=(), device=None, batc
         if isinstance(test, ImageSet):
             # The reference's +-3 px on 32x32 images, kept in proportion on other sizes.
             shift = 3.0 * test.image_size[1] / 32
-            metrics["spatial"] = spatial_attack_accuracy(model, test, k=spatial_k, max_shift=shift, seed=seed,
-                                                         **common)
+            metrics["spatial"] = spatial = spatial_attack_accuracy(model, test, k=spatial_k, max_shift=shift,
+                                                                   seed=seed, **common)
+            for rule in ("worst_loss", "any_misclassified"):
+                spatial[f"{rule}_se"] = _binomial_se(spatial[rule], spatial["num_images"], population)
         else:
             skipped["spatial"] = f"the spatial attack runs on in-memory test sets; {dataset} is read lazily"
     return out

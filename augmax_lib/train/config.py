@@ -173,6 +173,10 @@ SCHEMA: dict[str, Any] = {
         "progress": _opt(True, bool, "show tqdm progress bars"),
     },
     "eval": {
+        "images_per_set": _opt(None, int, "robustness evaluation (python -m augmax_lib evaluate --run) on this many "
+                               "class-balanced test images, the same in every set (null: the whole test set)",
+                               nullable=True, minimum=1),
+        "subset_seed": _opt(0, int, "seed of the evaluation subset's indices"),
         "precision": _opt("fp32", str, "evaluate --run: forward passes in 'fp32' (the paper's) or under 'bf16' / "
                           "'fp16' autocast (opt-in speed); --precision overrides", choices=PRECISIONS),
         "channels_last": _opt(False, bool, "evaluate --run: channels-last memory format (opt-in speed)"),
