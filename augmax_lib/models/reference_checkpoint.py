@@ -11,8 +11,10 @@ so the data set must be known (given, or told by the head's class count) and is 
 """
 from __future__ import annotations
 
+import functools
 import os
 import pickle
+import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -61,11 +63,12 @@ def read_reference_checkpoint(path) -> Mapping:
         # weights_only: a checkpoint is data, never code; map_location: whatever device it was saved from.
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if "weights only" not in str(error).lower():
+        found = re.search(r"GLOBAL (\S+)", str(error))
+        if found is None:  # e.g. "Unsupported operand 109": not a pickle of a checkpoint at all
             raise _not_a_checkpoint(path, error) from error
         raise ReferenceCheckpointError(
-            f"{path}: holds objects other than tensors and plain containers, which are not loaded "
-            f"(weights_only=True): {str(error).splitlines()[0]}") from error
+            f"{path}: holds objects other than tensors and plain containers ({found.group(1)}), which are not "
+            f"loaded (weights_only=True): a checkpoint is data, never code") from error
     except MemoryError:
         raise
     except Exception as error:  # a cut or foreign file fails inside torch.load in many ways; all mean the same
@@ -76,8 +79,10 @@ def read_reference_checkpoint(path) -> Mapping:
 
 
 def _not_a_checkpoint(path: Path, error: Exception) -> ReferenceCheckpointError:
-    # torch's messages run to several sentences of advice; the first says what failed.
-    first = str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else ""
+    text = str(error).strip()
+    detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)  # torch's advice around it would mislead here
+    # Otherwise torch's messages run to several sentences of advice; the first says what failed.
+    first = detail.group(1).strip() if detail else (text.splitlines()[0].split(". ")[0] if text else "")
     return ReferenceCheckpointError(
         f"{path}: not a readable torch checkpoint ({type(error).__name__}{': ' + first if first else ''}); the "
         f"file holds {path.stat().st_size} bytes and may be truncated or another kind of file: download it again")
@@ -122,10 +127,13 @@ def _listing(names, limit: int = _SHOWN) -> str:
     return shown + (f" ... and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def _skeleton(name: str, num_classes: int, **kwargs) -> nn.Module:
-    """The backbone's structure without memory or initialisation cost (meta tensors), for comparing keys."""
-    with torch.device("meta"):
-        return build_model(name, num_classes, norm="dubin", **kwargs)
+@functools.lru_cache(maxsize=None)
+def _key_layout(name: str) -> tuple:
+    """(state-dict keys, head weight key) of backbone ``name``: the names do not depend on the width, so a
+    narrow CPU build tells them in milliseconds (meta tensors would pull in torch's compiler to initialise)."""
+    model = build_model(name, 1, norm="dubin", width=8)
+    head = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1] + ".weight"
+    return frozenset(model.state_dict()), head
 
 
 def _head_key(model: nn.Module) -> str:
@@ -134,7 +142,7 @@ def _head_key(model: nn.Module) -> str:
 
 def _head_classes(state: dict, name: str):
     """The class count of the checkpoint's head as backbone ``name`` names it, or None if it has no such head."""
-    head = state.get(_head_key(_skeleton(name, 1)))
+    head = state.get(_key_layout(name)[1])
     return int(head.shape[0]) if isinstance(head, torch.Tensor) and head.dim() == 2 else None
 
 
@@ -142,11 +150,10 @@ def _fitting_models(state: dict, exclude: str) -> list:
     """Other backbones whose every key and shape the state dict matches (with its own head size)."""
     fits = []
     for other in list_models():
-        classes = _head_classes(state, other) if other != exclude else None
-        if classes is None:
+        if other == exclude or _key_layout(other)[0] != set(state):
             continue
-        expected = _skeleton(other, classes).state_dict()
-        if set(expected) == set(state) and all(state[k].shape == v.shape for k, v in expected.items()):
+        expected = build_model(other, _head_classes(state, other), norm="dubin").state_dict()
+        if all(state[k].shape == v.shape for k, v in expected.items()):
             fits.append(other)
     return fits
 
