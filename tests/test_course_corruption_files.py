@@ -82,3 +82,13 @@ def test_published_files_out_of_test_order_are_refused(tmp_path):
     np.save(tmp_path / "CIFAR-10-C" / "labels.npy", np.roll(labels.reshape(5, -1), 1, axis=1).reshape(-1))
     with pytest.raises(ValueError, match="test-set order"):
         generated_vs_published(Constant(), test, "cifar10", tmp_path, ["contrast"], progress=False)
+
+
+def test_quantisation_effect_of_several_models_shares_the_images():
+    data = make_synthetic(12, seed=6)
+    table = quantisation_effect({"a": Constant(2), "b": Constant(4)}, data, ["contrast"], (2,), progress=False)
+    assert list(table.index) == [("a", "contrast", 2), ("b", "contrast", 2)]
+    assert table.loc[("b", "contrast", 2), "acc_round"] == pytest.approx(float((data.labels == 4).double().mean()))
+    assert table["mean_level_gap"].nunique() == 1
+    with pytest.raises(ValueError, match="model"):
+        quantisation_effect({}, data, ["contrast"], (2,), progress=False)

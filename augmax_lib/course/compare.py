@@ -79,13 +79,27 @@ def table_configs(folder: str, dataset: Optional[str] = None, configs_dir=None) 
     for file in sorted(path.glob("*.yaml")):
         if dataset is not None and not file.stem.startswith(f"{dataset}_"):
             continue
-        paper = (yaml.safe_load(file.read_text()) or {}).get("paper") or {}
-        rows.append({"config": f"{folder}/{file.stem}", "row": paper.get("row", ""), "table": paper.get("table", ""),
-                     **{k: paper.get(k) for k in ("sa", "ra", "mce", "cifar101", "sta")}})
+        raw = yaml.safe_load(file.read_text()) or {}
+        paper = raw.get("paper") or {}
+        rows.append({"config": f"{folder}/{file.stem}", "name": raw.get("name", file.stem), "row": paper.get("row", ""),
+                     "table": paper.get("table", ""), **{k: paper.get(k) for k in ("sa", "ra", "mce", "cifar101", "sta")}})
     if not rows:
         raise FileNotFoundError(f"folder: no config in {str(path)!r}"
                                 + (f" for data set {dataset!r}" if dataset else ""))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(sorted(rows, key=lambda r: _poster_position(r["name"])))
+
+
+def _poster_position(name: str) -> tuple:
+    """Where a config's row sits in the poster (augmax_lib.paper_numbers.TABLES), for printing rows in its order."""
+    try:
+        from augmax_lib.paper_numbers import TABLES
+    except ImportError:
+        return (1, 0, name)
+    for t, table in enumerate(TABLES):
+        for r, row in enumerate(table.rows):
+            if any(cell.config == name for cell in row.cells.values()):
+                return (0, t * 1000 + r, name)
+    return (1, 0, name)
 
 
 def pick_dataset(wanted: str, root=None, fallbacks=("cifar10", "synthetic")) -> tuple[str, str]:
@@ -95,6 +109,8 @@ def pick_dataset(wanted: str, root=None, fallbacks=("cifar10", "synthetic")) -> 
     """
     from augmax_lib.data import DatasetNotFoundError, load_dataset
 
+    if wanted == "synthetic":
+        return wanted, ""
     missing = []
     for name in (wanted, *[f for f in fallbacks if f != wanted]):
         if name == "synthetic":

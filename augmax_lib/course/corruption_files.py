@@ -1,10 +1,10 @@
 """Generated versus published corruption files: what the difference changes in a model's accuracy.
 
-Hendrycks' scripts write CIFAR-10-C with ``np.uint8(x)``, which truncates each pixel towards zero;
-``augmax_lib.corruptions`` rounds to the nearest grey level. :func:`quantisation_effect` measures what
-that one choice does to a model, on the same corrupted float images quantised both ways.
-:func:`generated_vs_published` compares, image for image, our generated sets with published files
-when the latter are in the data root.
+Hendrycks' scripts write CIFAR-10-C with ``np.uint8(x)``, which truncates each pixel towards zero, and
+``augmax_lib.corruptions`` does the same by default (``rounding="nearest"`` rounds instead).
+:func:`quantisation_effect` measures what that one choice is worth, on the same corrupted float images
+quantised both ways. :func:`generated_vs_published` compares, image for image, the evaluation's generated
+sets (``augmax_lib.evaluate.generated_corruptions``) with published files when those are in the data root.
 """
 from __future__ import annotations
 
@@ -100,13 +100,14 @@ def generated_vs_published(model, test, dataset: str = "cifar10", root=None, cor
                            batch_size: int = 500, progress: bool = True):
     """Image-for-image comparison of generated and published corrupted sets, or None when no file is present.
 
-    ``test``: the clean test set (ImageSet) the published files were made from, in the same order.
+    ``test``: the clean test set (ImageSet) the published files were made from, in the same order; the
+    generated images are the evaluation's (``augmax_lib.evaluate.generated_corruptions`` with ``seed``).
     ``n``: use the first ``n`` test images. Rows: (corruption, severity) for each corruption whose file is
     present. Columns: ``acc_generated``, ``acc_published``, ``mean_level_diff`` (published minus generated,
     grey levels) and ``agree`` (fraction of images with the same prediction on both).
     """
-    from augmax_lib.corruptions import corrupt
-    from augmax_lib.data import BENCHMARK_CORRUPTIONS, has_corrupted, load_corrupted
+    from augmax_lib.data import BENCHMARK_CORRUPTIONS, ImageSet, has_corrupted, load_corrupted
+    from augmax_lib.evaluate import generated_corruptions
     from augmax_lib.evaluate.inference import model_device
 
     images, labels = _images_labels(test)
@@ -118,6 +119,8 @@ def generated_vs_published(model, test, dataset: str = "cifar10", root=None, cor
         return None
     device = torch.device(device) if device is not None else model_device(model)
     preset = {32: "cifar", 64: "tinyimagenet"}.get(images.shape[-1], "imagenet")
+    clean = test.subset(torch.arange(len(labels))) if hasattr(test, "subset") else ImageSet(images, labels)
+    generated = generated_corruptions(clean, preset=preset, seed=seed, device=device, batch_size=batch_size)
     rows = []
     cells = [(c, s) for c in present for s in severities]
     for c, s in tqdm(cells, desc="generated vs published", unit="set", disable=not progress):
@@ -129,9 +132,7 @@ def generated_vs_published(model, test, dataset: str = "cifar10", root=None, cor
         if not torch.equal(pub_y, labels):
             raise ValueError(f"{c} severity {s}: the published labels differ from the test set's; the files are "
                              f"not in test-set order")
-        g = _cell_generator(seed, c, s, device)
-        gen_x = torch.cat([corrupt(x.to(device), c, s, preset=preset, generator=g).cpu()
-                           for x in images.split(batch_size)])
+        gen_x = generated(c, s).images
         p_gen, p_pub = _predict(model, gen_x, device, batch_size), _predict(model, pub_x, device, batch_size)
         rows.append({"corruption": c, "severity": s,
                      "acc_generated": float((p_gen == labels).double().mean()),
