@@ -63,7 +63,8 @@ class ResNet18DuBIN(nn.Module):
         self.bn1 = DualBN(64)
         cin = 64
         for i, (planes, stride, ibn) in enumerate(((64, 1, True), (128, 2, True), (256, 2, True), (512, 2, False))):
-            setattr(self, f"layer{i + 1}", nn.Sequential(Block(cin, planes, stride, ibn), Block(planes, planes, 1, ibn)))
+            stage = nn.Sequential(Block(cin, planes, stride, ibn), Block(planes, planes, 1, ibn))
+            setattr(self, f"layer{i + 1}", stage)
             cin = planes
         self.linear = nn.Linear(512, num_classes)
 
