@@ -30,18 +30,31 @@ class ChainParams:
     values: torch.Tensor    # (width, N, D) float, in each op's natural unit (see augmax_lib.ops.apply_op)
     active: torch.Tensor    # (width, N, D) bool
     ops: tuple[str, ...]
-    # Which images run which kernel at each step depends on op_index and active only, so an attack
-    # that changes `values` reuses it instead of paying a host sync per call.
+    # Which images run which kernel at each step depends on op_index and active, and, for values
+    # that need no gradient, on which translations are whole pixels (a cheaper exact kernel). It is
+    # cached with the identity and version of `values` it read, so an attack that changes `values`
+    # with autograd reuses it instead of paying a host sync per call.
     _groups: list | None = field(default=None, init=False, repr=False, compare=False)
+    _groups_key: tuple | None = field(default=None, init=False, repr=False, compare=False)
+
+    def _values_key(self) -> tuple:
+        if self.values.requires_grad:
+            return ("grad",)
+        return (self.values.data_ptr(), self.values._version, tuple(self.values.shape))
 
     def kernel_groups(self) -> tuple[list, torch.Tensor]:
-        """Per step, the chain images of each kernel group (see ``ops.group_by_kernel``), and their family indices."""
-        if self._groups is None:
+        """Per step, the chain images of each kernel group (see ``ops.group_by_kernel``), and their in-group indices."""
+        key = self._values_key()
+        if self._groups is None or self._groups_key != key:
             width, n, steps = self.op_index.shape
-            group_of, local_of = op_tables(self.ops, self.op_index.device)
+            group_of, local_of, whole_of = op_tables(self.ops, self.op_index.device)
             op_index = self.op_index.permute(2, 0, 1).reshape(steps, width * n)
-            keys = torch.where(self.active.permute(2, 0, 1).reshape(steps, -1), group_of[op_index], -1)
-            self._groups = [group_by_kernel(keys), local_of[op_index]]
+            group = group_of[op_index]
+            if not self.values.requires_grad:
+                values = self.values.permute(2, 0, 1).reshape(steps, width * n)
+                group = torch.where(values == values.round(), whole_of[op_index], group)
+            keys = torch.where(self.active.permute(2, 0, 1).reshape(steps, -1), group, -1)
+            self._groups, self._groups_key = [group_by_kernel(keys), local_of[op_index]], key
         return self._groups[0], self._groups[1]
 
     @property
@@ -50,7 +63,7 @@ class ChainParams:
 
     def detach(self) -> "ChainParams":
         out = ChainParams(self.op_index, self.values.detach(), self.active, self.ops)
-        out._groups = self._groups
+        out._groups, out._groups_key = self._groups, self._groups_key
         return out
 
 
@@ -129,6 +142,12 @@ def apply_chains(x: torch.Tensor, params: ChainParams) -> torch.Tensor:
     enhance ops. One host synchronisation per ``params`` (to size the per-kernel groups; it is
     cached, so applying the same draw again with other ``values`` costs none).
     """
+    images = _run_chains(x, params)
+    return to_float(images) if images.dtype == torch.uint8 else images
+
+
+def _run_chains(x: torch.Tensor, params: ChainParams) -> torch.Tensor:
+    """``apply_chains`` in ``x``'s dtype: uint8 chains come back as uint8 (``mix`` takes them as they are)."""
     check_images(x, "x")
     width, n, steps = params.op_index.shape
     if n != x.shape[0]:
@@ -138,11 +157,20 @@ def apply_chains(x: torch.Tensor, params: ChainParams) -> torch.Tensor:
     # Step-major layout: all width * N chain images advance one op per step.
     groups, local = params.kernel_groups()
     values = params.values.permute(2, 0, 1).reshape(steps, width * n)
-    images = x.unsqueeze(0).expand(width, *x.shape).reshape(width * n, *x.shape[1:])
-    for s in range(steps):
-        images = apply_ops(images, groups[s], local[s], values[s])
-    out = to_float(images) if x.dtype == torch.uint8 else images
-    return out.view(width, n, *x.shape[1:])
+    # Without autograd every step writes its results into one buffer; with it, each step is a new tensor.
+    inplace = not (torch.is_grad_enabled() and (x.requires_grad or params.values.requires_grad))
+    first = 0
+    if inplace and groups[0][-1] is None:
+        # Every chain image runs an op at step 0: it reads x directly, so x is never repeated.
+        images = torch.empty((width * n, *x.shape[1:]), dtype=x.dtype, device=x.device)
+        source_of = torch.arange(n, device=x.device).repeat(width)
+        images = apply_ops(images, groups[0], local[0], values[0], inplace=True, source=x, source_of=source_of)
+        first = 1
+    else:
+        images = x.unsqueeze(0).expand(width, *x.shape).reshape(width * n, *x.shape[1:])
+    for s in range(first, steps):
+        images = apply_ops(images, groups[s], local[s], values[s], inplace=inplace)
+    return images.view(width, n, *x.shape[1:])
 
 
 def sample_chains(x: torch.Tensor, width: int = 3, depth: int = -1, severity: float = 3, ops=OPS_AUGMIX,
@@ -190,7 +218,10 @@ def sample_mixing(n: int, width: int = 3, alpha: float = 1.0, device=None,
 
 
 def mix(x: torch.Tensor, chains: torch.Tensor, m: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``(1 - m) x + m * sum_i w_i chains[i]`` per image; ``m`` (N,), ``w`` (N, width); float out."""
+    """``(1 - m) x + m * sum_i w_i chains[i]`` per image; ``m`` (N,), ``w`` (N, width); float out.
+
+    ``chains`` is float in [0, 1] or uint8 levels (read as level / 255 without a float copy).
+    """
     check_images(x, "x")
     width, n = chains.shape[:2]
     if chains.dim() != 5 or chains.shape[1:] != x.shape:
@@ -201,18 +232,30 @@ def mix(x: torch.Tensor, chains: torch.Tensor, m: torch.Tensor, w: torch.Tensor)
         raise ValueError(f"w: expected shape ({n}, {width}), got {tuple(w.shape)}")
     x = to_float(x)
     # A short loop of fused multiply-adds beats einsum, which lowers to a badly shaped bmm here.
-    w = w.to(chains.dtype)
-    mixed = chains[0] * w[:, 0].view(-1, 1, 1, 1)
-    for i in range(1, width):
-        mixed = mixed.addcmul(chains[i], w[:, i].view(-1, 1, 1, 1))
+    if chains.dtype == torch.uint8:
+        # Widening each chain first, then same-dtype arithmetic: mixed-dtype kernels are slower on a CPU.
+        w = w.to(x.dtype) / 255.0
+        mixed = chains[0].to(x.dtype).mul_(w[:, 0].view(-1, 1, 1, 1))
+        for i in range(1, width):
+            mixed.addcmul_(chains[i].to(x.dtype), w[:, i].view(-1, 1, 1, 1))
+    else:
+        w = w.to(chains.dtype)
+        mixed = chains[0] * w[:, 0].view(-1, 1, 1, 1)
+        for i in range(1, width):
+            mixed = mixed.addcmul_(chains[i], w[:, i].view(-1, 1, 1, 1))
     m = m.to(x.dtype).view(-1, 1, 1, 1)
+    if mixed.dtype == x.dtype:
+        return torch.lerp(x, mixed, m)  # x + m (mixed - x) in one pass
     return x + m * (mixed - x)
 
 
 def augmix(x: torch.Tensor, width: int = 3, depth: int = -1, severity: float = 3, ops=OPS_AUGMIX,
            alpha: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
     """The AugMix image of every image of ``x`` (N, C, H, W): float in [0, 1], same device."""
-    chains = sample_chains(x, width, depth, severity, ops, generator)
+    check_images(x, "x")
+    params = sample_chain_params(x.shape[0], tuple(x.shape[-2:]), width, depth, severity, ops,
+                                 x.device, generator)
+    chains = _run_chains(x, params)  # uint8 chains stay uint8 up to the mixing
     m, w = sample_mixing(x.shape[0], width, alpha, x.device, generator)
     return mix(x, chains, m, w)
 

@@ -1,18 +1,20 @@
 """The AugMix op set as batched kernels: each image its own op and parameter, on any device.
 
-Three families, one pass each: geometric ops as one per-image affine warp, tone ops as one
-per-image lookup table, enhance ops as one per-image blend with a degenerate image. Results match
+Three families: geometric ops as one per-image affine warp, tone ops as per-image lookup tables
+or uint8 bit operations, enhance ops as one per-image blend with a degenerate image. Results match
 PIL (``ImageOps``, ``Image.rotate``/``Image.transform`` with BILINEAR, ``ImageEnhance``) on uint8.
 """
 from .batched import apply_ops, group_by_kernel, op_tables
 from .enhance import ENHANCE_OPS, blend, degenerate, enhance, grayscale
 from .geometric import GEOMETRIC_OPS, affine_coefficients, warp_affine
 from .registry import KERNEL_GROUPS, OPS_ALL, OPS_AUGMIX, apply_op, check_ops, op_group
-from .tone import TONE_OPS, apply_lut, histograms, level_index, tone_luts
+from .tone import (TONE_OPS, apply_lut, autocontrast_luts, channel_range, equalize_luts, histograms, level_index,
+                   posterize, solarize)
 
 __all__ = [
     "OPS_AUGMIX", "OPS_ALL", "GEOMETRIC_OPS", "TONE_OPS", "ENHANCE_OPS", "KERNEL_GROUPS",
     "apply_op", "apply_ops", "group_by_kernel", "op_tables", "op_group", "check_ops",
-    "affine_coefficients", "warp_affine", "level_index", "histograms", "tone_luts", "apply_lut",
+    "affine_coefficients", "warp_affine", "level_index", "histograms", "channel_range", "autocontrast_luts",
+    "equalize_luts", "apply_lut", "posterize", "solarize",
     "grayscale", "degenerate", "blend", "enhance",
 ]

@@ -7,10 +7,12 @@ four neighbours are clamped to the border. uint8 results are truncated towards z
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["GEOMETRIC_OPS", "affine_coefficients", "warp_affine"]
+__all__ = ["GEOMETRIC_OPS", "affine_coefficients", "warp_affine", "shift_pixels"]
 
 GEOMETRIC_OPS = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
 
@@ -48,6 +50,52 @@ def _sample_points(coeffs: torch.Tensor, height: int, width: int, dtype: torch.d
     return u, v
 
 
+def _inside_rows(coeffs: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Which output pixels (M, H, W) sample a point inside the input, from per-row bounds on x.
+
+    Along an output row the sample point moves linearly, so ``0 <= u < W`` and ``0 <= v < H`` hold on
+    one interval of x: two comparisons against per-row integer bounds (computed in float64, as PIL
+    computes u and v) replace four float comparisons per pixel and coordinate.
+    """
+    c = coeffs.to(torch.float64).unsqueeze(-1)  # (M, 6, 1)
+    ys = torch.arange(height, device=coeffs.device, dtype=torch.float64) + 0.5
+    lo = torch.full((coeffs.shape[0], height), -math.inf, device=coeffs.device, dtype=torch.float64)
+    hi = torch.full_like(lo, math.inf)
+    for a, b, k, size in ((c[:, 0], c[:, 1], c[:, 2], width), (c[:, 3], c[:, 4], c[:, 5], height)):
+        base = b * ys + k  # coordinate at x' = 0, per row: the coordinate is a x' + base
+        # a > 0: x' in [-base / a, (size - base) / a); a < 0: x' in ((size - base) / a, -base / a].
+        # With x' = x + 0.5 and integer x: a closed bound L gives x >= ceil(L - 0.5), an open one
+        # x >= floor(L - 0.5) + 1; a closed upper bound U gives x <= floor(U - 0.5), an open one
+        # x <= ceil(U - 0.5) - 1.
+        first, second = -base / a, (size - base) / a
+        pos_lo, pos_hi = torch.ceil(first - 0.5), torch.ceil(second - 0.5) - 1
+        neg_lo, neg_hi = torch.floor(second - 0.5) + 1, torch.floor(first - 0.5)
+        flat = ((base >= 0) & (base < size)).to(torch.float64)  # a == 0: the whole row or none of it
+        flat_lo, flat_hi = torch.where(flat > 0, -math.inf, math.inf), torch.where(flat > 0, math.inf, -math.inf)
+        lo = torch.maximum(lo, torch.where(a > 0, pos_lo, torch.where(a < 0, neg_lo, flat_lo)))
+        hi = torch.minimum(hi, torch.where(a > 0, pos_hi, torch.where(a < 0, neg_hi, flat_hi)))
+    # Bounds as float32 are exact for any integer an image row can hold.
+    xs = torch.arange(width, device=coeffs.device, dtype=torch.float32)
+    lo = lo.clamp(-1, width).to(torch.float32).unsqueeze(-1)
+    hi = hi.clamp(-1, width).to(torch.float32).unsqueeze(-1)
+    return (xs >= lo).logical_and_(xs <= hi)  # (M, H, W) bool
+
+
+def _normalised_grid(coeffs: torch.Tensor, height: int, width: int, dtype: torch.dtype) -> torch.Tensor:
+    """grid_sample's grid (M, H, W, 2) for PIL coefficients: ``2u/W - 1``, ``2v/H - 1``, one pass each."""
+    c = coeffs.to(dtype)
+    xs = torch.arange(width, device=coeffs.device, dtype=dtype) + 0.5
+    ys = torch.arange(height, device=coeffs.device, dtype=dtype) + 0.5
+    grid = torch.empty(coeffs.shape[0], height, width, 2, device=coeffs.device, dtype=dtype)
+    for k, size in ((0, width), (1, height)):
+        a, b, t = c[:, 3 * k: 3 * k + 3].unbind(1)
+        scale = 2.0 / size
+        row = (a * scale).unsqueeze(1) * xs + (t * scale - 1).unsqueeze(1)  # (M, W): depends on x only
+        col = (b * scale).unsqueeze(1) * ys  # (M, H): depends on y only
+        torch.add(row.unsqueeze(1), col.unsqueeze(2), out=grid[..., k])
+    return grid
+
+
 def warp_affine(x: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
     """Warp each image of ``x`` (N, C, H, W) by its own PIL affine coefficients ``coeffs`` (N, 6).
 
@@ -56,31 +104,48 @@ def warp_affine(x: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
     """
     _, _, h, w = x.shape
     compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+    if not (torch.is_grad_enabled() and (x.requires_grad or coeffs.requires_grad)):
+        # Without autograd: border padding clamps the neighbours of inside points as PIL does, and
+        # the points outside are blacked out afterwards by per-row bounds. On a CPU these passes are
+        # memory-bound and would otherwise cost as much as the sampling itself.
+        grid = _normalised_grid(coeffs, h, w, compute)
+        out = F.grid_sample(x.to(compute), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        out.mul_(_inside_rows(coeffs, h, w).unsqueeze(1).to(compute))  # a float mask multiplies fastest
+        if x.dtype == torch.uint8:
+            # Bilinear weights are a convex combination of 0..255, so truncating is PIL's (UINT8) cast.
+            return out.add_(_TRUNCATION_SLACK).to(torch.uint8)
+        return out.to(x.dtype)
     u, v = _sample_points(coeffs, h, w, compute)
     # PIL clamps the four neighbours to the border inside the image and gives black outside it.
     # Clamping inside points to the outer pixel centres and sending outside points far away lets
     # grid_sample's zero padding do both in one pass.
     # grid_sample with align_corners=False reads pixel-unit coordinate u at normalised 2u/W - 1.
-    if torch.is_grad_enabled() and u.requires_grad:
-        inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
-        far = torch.full((), -4.0, device=x.device, dtype=compute)  # a fill on the device, not a host copy
-        gx = u.clamp(0.5, w - 0.5) * (2.0 / w) - 1.0
-        gy = v.clamp(0.5, h - 0.5) * (2.0 / h) - 1.0
-        grid = torch.stack([torch.where(inside, gx, far), torch.where(inside, gy, far)], dim=-1)
-    else:
-        # The same in place and straight into the grid: on a CPU these passes are memory-bound and
-        # cost as much as the sampling itself.
-        inside = u.ge(0)
-        inside &= u.lt(w)
-        inside &= v.ge(0)
-        inside &= v.lt(h)
-        outside = inside.logical_not_()
-        grid = torch.empty(*u.shape, 2, device=x.device, dtype=compute)
-        for k, (coord, size) in enumerate(((u, w), (v, h))):
-            coord.clamp_(0.5, size - 0.5).mul_(2.0 / size).sub_(1.0).masked_fill_(outside, -4.0)
-            grid[..., k] = coord
+    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    far = torch.full((), -4.0, device=x.device, dtype=compute)  # a fill on the device, not a host copy
+    gx = u.clamp(0.5, w - 0.5) * (2.0 / w) - 1.0
+    gy = v.clamp(0.5, h - 0.5) * (2.0 / h) - 1.0
+    grid = torch.stack([torch.where(inside, gx, far), torch.where(inside, gy, far)], dim=-1)
     out = F.grid_sample(x.to(compute), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if x.dtype == torch.uint8:
-        # Bilinear weights are a convex combination of 0..255, so truncating is PIL's (UINT8) cast.
         return out.add_(_TRUNCATION_SLACK).to(torch.uint8)
     return out.to(x.dtype)
+
+
+def shift_pixels(x: torch.Tensor, shift: torch.Tensor, dim: int) -> torch.Tensor:
+    """Translate each image of ``x`` by its own whole number of pixels ``shift`` (N,) along ``dim``
+    (-1: x, -2: y): output pixel p reads input pixel p + shift, black where that is outside.
+
+    This is ``warp_affine`` of a translation by a whole number, exactly (its sample points are the
+    input's pixel centres): a gather instead of a resampling, in the input's dtype. ``shift`` is
+    rounded; differentiable with respect to a float ``x`` only.
+    """
+    if dim not in (-1, -2):
+        raise ValueError(f"dim: expected -1 (x) or -2 (y), got {dim!r}")
+    n, c, h, w = x.shape
+    size = x.shape[dim]
+    pos = torch.arange(size, device=x.device) + shift.detach().round().long().view(-1, 1)  # (N, size)
+    inside = (pos >= 0) & (pos < size)
+    pos = pos.clamp_(0, size - 1)
+    shape = (n, 1, 1, size) if dim == -1 else (n, 1, size, 1)
+    out = x.gather(dim, pos.view(shape).expand(n, c, h, w))
+    return out * inside.view(shape).to(x.dtype)

@@ -1,14 +1,16 @@
-"""Tone ops (autocontrast, equalize, posterize, solarize) as one per-image, per-channel lookup table.
+"""Tone ops (autocontrast, equalize, posterize, solarize), each image with its own parameter.
 
-The tables reproduce PIL's ``ImageOps`` exactly on uint8 images. Float images are quantised to the
-256 levels to look up, and pass gradients straight through (the tables are steps, so their true
+autocontrast and equalize are per-image, per-channel lookup tables; posterize and solarize single
+uint8 passes. All reproduce PIL's ``ImageOps`` exactly on uint8 images. Float images are quantised
+to the 256 levels first, and pass gradients straight through (the tables are steps, so their true
 gradient is zero almost everywhere; an identity gradient keeps earlier ops of a chain attackable).
 """
 from __future__ import annotations
 
 import torch
 
-__all__ = ["TONE_OPS", "level_index", "histograms", "tone_luts", "apply_lut"]
+__all__ = ["TONE_OPS", "level_index", "histograms", "channel_range", "autocontrast_luts", "equalize_luts",
+           "apply_lut", "posterize", "solarize"]
 
 TONE_OPS = ("autocontrast", "equalize", "posterize", "solarize")
 
@@ -16,19 +18,29 @@ _LEVELS = 256
 
 
 def level_index(x: torch.Tensor) -> torch.Tensor:
-    """Grey levels (N, C, H*W) int64 of a batch; float images are quantised to the nearest level."""
+    """Grey levels (N, C, H*W) of a batch: uint8 images as they are, float images quantised to the
+    nearest level (int32). Narrow integers on purpose: on a CPU, widening every pixel to int64
+    costs more than the lookups themselves."""
     n, c = x.shape[:2]
     if x.dtype != torch.uint8:
-        x = x.detach().mul(255.0).round_().clamp_(0, 255)
-    return x.reshape(n, c, -1).long()
+        x = x.detach().mul(255.0).round_().clamp_(0, 255).to(torch.int32)
+    return x.reshape(n, c, -1)
 
 
 def histograms(levels: torch.Tensor) -> torch.Tensor:
     """Per-image, per-channel 256-bin histograms (N, C, 256) int32 of ``level_index`` output."""
     n, c, _ = levels.shape
     hist = torch.zeros(n, c, _LEVELS, dtype=torch.int32, device=levels.device)
-    # An expanded ones tensor costs no memory; bincount would sync with the host on CUDA.
-    return hist.scatter_add_(2, levels, torch.ones(1, 1, 1, dtype=torch.int32, device=levels.device).expand_as(levels))
+    # copy_ into int64 (scatter's index type) is a fast cast where .long() on uint8 is not; an
+    # expanded ones tensor costs no memory; bincount would sync with the host on CUDA.
+    index = torch.empty(levels.shape, dtype=torch.long, device=levels.device).copy_(levels)
+    return hist.scatter_add_(2, index, torch.ones(1, 1, 1, dtype=torch.int32, device=levels.device).expand_as(index))
+
+
+def channel_range(levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lowest and highest grey level (N, C) int32 of each image channel (autocontrast needs no histogram)."""
+    lo, hi = torch.aminmax(levels, dim=-1)
+    return lo.to(torch.int32), hi.to(torch.int32)
 
 
 def _first_last_nonzero(hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,29 +79,15 @@ def _equalize_lut(hist: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     return torch.where((step == 0).unsqueeze(-1), identity, lut)
 
 
-def _posterize_lut(bits: torch.Tensor) -> torch.Tensor:
-    # PIL: keep the top `bits` bits: lut[i] = i & ~(2 ** (8 - bits) - 1). One table per image.
-    drop = (8 - bits.round().long().clamp(0, 8)).view(-1, 1, 1)
-    levels = torch.arange(_LEVELS, device=bits.device).view(1, 1, -1)
-    return ((levels >> drop) << drop).to(torch.uint8)
+def autocontrast_luts(levels: torch.Tensor) -> torch.Tensor:
+    """Autocontrast's lookup tables (N, C, 256) uint8 from ``level_index`` output (each channel's level range)."""
+    return _autocontrast_lut(*channel_range(levels))
 
 
-def _solarize_lut(threshold: torch.Tensor) -> torch.Tensor:
-    # PIL: lut[i] = i if i < threshold else 255 - i. One table per image.
-    levels = torch.arange(_LEVELS, device=threshold.device).view(1, 1, -1)
-    below = levels < threshold.view(-1, 1, 1)
-    return torch.where(below, levels, 255 - levels).to(torch.uint8)
-
-
-def tone_luts(hist: torch.Tensor, op_index: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """Lookup tables (N, C, 256) uint8 for each image's tone op (index into TONE_OPS) and value,
-    given the images' histograms (only autocontrast and equalize read them)."""
-    n = hist.shape[0]
-    op = op_index.view(n, 1, 1)
-    lo, hi = _first_last_nonzero(hist)
-    lut = torch.where(op == 0, _autocontrast_lut(lo, hi), _equalize_lut(hist, hi))
-    lut = torch.where(op == 2, _posterize_lut(value), lut)
-    return torch.where(op == 3, _solarize_lut(value), lut)
+def equalize_luts(levels: torch.Tensor) -> torch.Tensor:
+    """Equalize's lookup tables (N, C, 256) uint8 from ``level_index`` output (each channel's histogram)."""
+    hist = histograms(levels)
+    return _equalize_lut(hist, _first_last_nonzero(hist)[1])
 
 
 def apply_lut(x: torch.Tensor, lut: torch.Tensor, levels: torch.Tensor | None = None) -> torch.Tensor:
@@ -98,7 +96,45 @@ def apply_lut(x: torch.Tensor, lut: torch.Tensor, levels: torch.Tensor | None = 
     ``levels`` is ``level_index(x)`` when the caller already has it.
     """
     levels = level_index(x) if levels is None else levels
-    mapped = lut.gather(2, levels).view_as(x)
+    n, c, _ = levels.shape
+    # One flat lookup with int32 indices (table row * 256 + level): gather would want int64
+    # indices, eight bytes per pixel to write and read again.
+    index_dtype = torch.int32 if lut.numel() < 2 ** 31 else torch.long
+    rows = torch.arange(0, n * c * _LEVELS, _LEVELS, device=x.device, dtype=index_dtype).view(n, c, 1)
+    mapped = lut.reshape(-1).index_select(0, torch.add(levels, rows).view(-1)).view_as(x)
+    return mapped if x.dtype == torch.uint8 else _from_levels(x, mapped)
+
+
+def _from_levels(x: torch.Tensor, mapped: torch.Tensor) -> torch.Tensor:
+    """A float image from the mapped grey levels of float ``x``, with a straight-through gradient."""
+    out = mapped.to(x.dtype).div_(255.0)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return x + (out - x).detach()  # see the module docstring
+    return out
+
+
+def _as_levels(x: torch.Tensor) -> torch.Tensor:
+    """uint8 grey levels of a uint8 or float image batch (float rounds to the nearest level)."""
     if x.dtype == torch.uint8:
-        return mapped
-    return x + (mapped.to(x.dtype) / 255.0 - x).detach()
+        return x
+    return x.detach().mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+
+
+# posterize and solarize are one uint8 pass each with a per-image constant: cheaper than any lookup.
+
+def posterize(x: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+    """PIL's ``ImageOps.posterize`` with per-image ``bits`` (N,): keep the top bits of every level."""
+    drop = 8 - bits.detach().round().clamp(0, 8).to(torch.int32)
+    mask = ((255 << drop) & 255).to(torch.uint8).view(-1, 1, 1, 1)
+    out = torch.bitwise_and(_as_levels(x), mask)
+    return out if x.dtype == torch.uint8 else _from_levels(x, out)
+
+
+def solarize(x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """PIL's ``ImageOps.solarize`` with per-image ``threshold`` (N,): levels >= threshold become 255 - level."""
+    first = torch.ceil(threshold.detach())  # the lowest inverted level
+    levels = _as_levels(x)
+    flip = torch.ge(levels, first.clamp(0, 255).to(torch.uint8).view(-1, 1, 1, 1))
+    flip.logical_and_((first <= 255).view(-1, 1, 1, 1))
+    out = torch.where(flip, levels.bitwise_not(), levels)
+    return out if x.dtype == torch.uint8 else _from_levels(x, out)
