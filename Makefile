@@ -35,5 +35,27 @@ book-assets: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/augment.py
 
+# The CPU-scale reproduction that ships with the book: RESULTS_SEEDS seeds of each config in RESULTS_CONFIGS at
+# the RESULTS_PROFILE profile, trained and evaluated into RESULTS_RUNS (complete runs are skipped, partial ones
+# resume), then every run's small JSON files (no checkpoints) copied to RESULTS_OUT with tables.md/tables.csv.
+# Needs AUGMAX_DATA (the CIFAR-10 mirror); RA uses corruptions generated on the fly (no CIFAR-10-C here).
+RESULTS_CONFIGS ?= configs/cifar10/resnet18_normal.yaml configs/cifar10/resnet18_augmix.yaml \
+	configs/cifar10/resnet18_augmax_dubin.yaml
+RESULTS_SEEDS ?= 0 1 2
+RESULTS_PROFILE ?= quick
+RESULTS_RUNS ?= runs/$(RESULTS_PROFILE)
+RESULTS_OUT ?= results/$(RESULTS_PROFILE)
+RESULTS_PARALLEL ?= 1
+RESULTS_EVAL_ARGS ?= --generate-corruptions
+RESULTS_SWEEP_ARGS ?=
+RESULTS_TABLES_ARGS ?=
+
+.PHONY: results
+results: $(STAMP)
+	$(PY) -m augmax_lib sweep $(RESULTS_CONFIGS) --profile $(RESULTS_PROFILE) --seeds $(RESULTS_SEEDS) \
+		--out $(RESULTS_RUNS) --executor local --max-parallel $(RESULTS_PARALLEL) \
+		--eval-args "$(RESULTS_EVAL_ARGS)" $(RESULTS_SWEEP_ARGS)
+	$(PY) -m augmax_lib tables $(RESULTS_RUNS) --export $(RESULTS_OUT) --quiet $(RESULTS_TABLES_ARGS)
+
 clean-book:
 	rm -rf _build

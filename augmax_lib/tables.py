@@ -10,15 +10,18 @@ says what differs.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
 import shutil
 import statistics
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from augmax_lib._checks import InputError
 from augmax_lib.paper_numbers import METRICS, TABLES, Cell, same_training
 
 __all__ = ["RunRecord", "CellResult", "TableResult", "collect_runs", "build_tables", "render_markdown",
@@ -32,7 +35,7 @@ _FREE_KEYS = ("data.root", "data.workers", "train.device", "train.progress", "tr
 EXPORTED_FILES = ("results.json", "config.yaml", "log.csv", "sweep.json", "evaluation/results.json")
 
 
-class TablesError(RuntimeError):
+class TablesError(InputError, RuntimeError):
     """Runs that cannot be read or exported as asked."""
 
 
@@ -187,6 +190,27 @@ def _short(commit) -> str:
     return commit[:10] if isinstance(commit, str) else "unknown"
 
 
+# What a result depends on in the repository: commits that differ elsewhere only (docs, notebooks, tests)
+# made the same numbers.
+CODE_PATHS = ("augmax_lib", "configs")
+
+
+@functools.lru_cache(maxsize=256)
+def _same_code(a: Optional[str], b: Optional[str]) -> bool:
+    """Whether commits ``a`` and ``b`` hold the same CODE_PATHS (False when git cannot tell)."""
+    if not a or not b:
+        return False
+    if a == b:
+        return True
+    root = Path(__file__).resolve().parents[1]
+    try:
+        done = subprocess.run(["git", "-C", str(root), "diff", "--quiet", a, b, "--", *CODE_PATHS],
+                              capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
 def _mixed(runs, allow_mixed_commits: bool) -> Optional[str]:
     """Why the runs of a cell cannot be averaged, or None when they can."""
     seen = {}
@@ -216,11 +240,10 @@ def _mixed(runs, allow_mixed_commits: bool) -> Optional[str]:
     for k in eval_keys:
         reasons.append(f"mixed evaluation data ({k}): " + _split(runs, lambda r, k=k: r.eval_setup[k]))
     if not allow_mixed_commits:
-        for what, get in (("training", lambda r: _short(r.train_commit)),
-                          ("evaluation", lambda r: _short(r.eval_commit))):
-            mixed = _split(runs, get)
-            if mixed:
-                reasons.append(f"mixed commits ({what}): {mixed}")
+        for what, get in (("training", lambda r: r.train_commit), ("evaluation", lambda r: r.eval_commit)):
+            commits = list(dict.fromkeys(get(r) for r in runs))
+            if len(commits) > 1 and not all(_same_code(commits[0], c) for c in commits[1:]):
+                reasons.append(f"mixed commits ({what}): " + _split(runs, lambda r, get=get: _short(get(r))))
     return "; ".join(reasons) or None
 
 
@@ -304,8 +327,11 @@ def _provenance_line(cells) -> str:
             f"commit {', '.join(commits)}.")
 
 
-def render_markdown(tables, roots=(), show_empty: bool = False) -> str:
-    """All tables as Markdown: ours (mean ± sd, n seeds), the poster's number, and the difference."""
+def render_markdown(tables, roots=(), show_empty: bool = False, records=()) -> str:
+    """All tables as Markdown: ours (mean ± sd, n seeds), the poster's number, and the difference.
+
+    ``records``, when given, adds a list of the runs whose configs fill no cell (e.g. AugMix's own recipe).
+    """
     count = len({str(r.run_dir) for t in tables for c in t.cells for r in c.runs})
     lines = ["# AugMax reproduction: our runs beside the poster", "",
              f"Made by `python -m augmax_lib tables` from {count} evaluated run(s)"
@@ -315,7 +341,7 @@ def render_markdown(tables, roots=(), show_empty: bool = False) -> str:
              "evaluation or commit are not averaged (see the notes).", ""]
     shown = [t for t in tables if show_empty or t.has_runs]
     if not shown:
-        lines.append("No evaluated runs were found.")
+        lines.append("No evaluated runs fill the poster's tables.")
     for t in shown:
         lines += [f"## {t.title}", ""]
         if t.note:
@@ -345,6 +371,21 @@ def render_markdown(tables, roots=(), show_empty: bool = False) -> str:
             lines.append("")
             lines += [f"[{i}] {note}" for i, note in enumerate(notes, 1)]
         lines.append("")
+    used = {c.runs_of for t in tables for c in t.cells}
+    others = {}
+    for r in records:
+        if r.config_name not in used:
+            others.setdefault(r.config_name, []).append(r)
+    if others:
+        lines += ["## Runs outside the poster's tables", "", "| Config | Seeds | SA (%) | RA (%) |",
+                  "| --- | --- | ---: | ---: |"]
+        for name, runs in sorted(others.items()):
+            cols = []
+            for key in ("sa", "ra"):
+                values = [v for v in (r.metric(key) for r in runs) if v is not None]
+                cols.append(f"{statistics.fmean(values):.2f} (n={len(values)})" if values else "-")
+            lines.append(f"| {name} | {', '.join(str(r.seed) for r in runs)} | {cols[0]} | {cols[1]} |")
+        lines += ["", "These are not checked for mixed profiles or commits; see runs.csv for each run.", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -409,7 +450,7 @@ def write_tables(tables, records, out, roots=(), show_empty: bool = False) -> di
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"tables.md": out / "tables.md", "tables.csv": out / "tables.csv", "runs.csv": out / "runs.csv"}
-    atomic_write_text(paths["tables.md"], render_markdown(tables, roots, show_empty))
+    atomic_write_text(paths["tables.md"], render_markdown(tables, roots, show_empty, records))
     atomic_write_text(paths["tables.csv"], cells_csv(tables))
     atomic_write_text(paths["runs.csv"], runs_csv(records, out))
     return paths

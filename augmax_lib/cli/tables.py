@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     tables = build_tables(records, allow_mixed_commits=args.allow_mixed_commits)
     paths = write_tables(tables, records, out, roots, show_empty=args.all)
     if not args.quiet:
-        print(render_markdown(tables, roots, show_empty=args.all))
+        print(render_markdown(tables, roots, show_empty=args.all, records=records))
     evaluated = sum(r.evaluation is not None for r in records)
     print(f"tables: {len(records)} run(s), {evaluated} evaluated; wrote "
           + ", ".join(str(p) for p in paths.values()), file=sys.stderr)

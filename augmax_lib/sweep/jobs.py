@@ -22,6 +22,8 @@ from typing import Optional
 
 import yaml
 
+from augmax_lib._checks import InputError
+
 try:  # the engine (pip install submitit); only its Checkpointable base class is needed here
     from submitit.helpers import Checkpointable, DelayedSubmission
 except ImportError:  # pragma: no cover - sweep.launch says how to install it
@@ -36,7 +38,7 @@ __all__ = ["JobSpec", "RunState", "SweepError", "SweepJob", "run_state", "config
 RECORD_FILES = ("submission.json", "state.json")
 
 
-class SweepError(RuntimeError):
+class SweepError(InputError, RuntimeError):
     """A sweep that cannot go on as asked: a bad argument or a run directory that holds another run."""
 
 

@@ -248,7 +248,8 @@ def launch(specs, kind: str = "local", out="runs", max_parallel: int = 1, option
     todo = _triage(specs, stream, report)
     if not todo:
         return report
-    folder = Path(out).resolve() / "_sweep" / "submitit" / "%j"
+    # Slurm: a folder per job (%j); the local controller would create a literal "%j" folder, so one flat folder.
+    folder = Path(out).resolve() / "_sweep" / "submitit" / ("%j" if kind == "slurm" else "")
     executor = make_executor(kind, folder, options, max_parallel)
     if kind == "slurm":
         submitted = [_record_submission(spec, kind) for spec in todo]

@@ -1,0 +1,236 @@
+"""`python -m augmax_lib tables`: the poster's numbers as transcribed (checked against REFERENCE.md and the
+configs), cells averaged over seeds (numpy as the reference), mixed profiles/data/commits refused, exports
+without checkpoints."""
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from augmax_lib.__main__ import main
+from augmax_lib.paper_numbers import METRICS, SAME_TRAINING, TABLES, table
+from augmax_lib.tables import TablesError, build_tables, collect_runs, export_runs, render_markdown
+from augmax_lib.train import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE_MD = Path("/work/shared/REFERENCE.md")
+COMMIT = "a" * 40
+
+
+@functools.lru_cache(maxsize=None)
+def _configs() -> dict:
+    """Every paper-row config in configs/, validated, by name: {name: (path, config)}."""
+    out = {}
+    for path in sorted((REPO / "configs").rglob("*.yaml")):
+        if "profiles" not in path.parts:
+            config = load_config(path)
+            out[config["name"]] = (path, config)
+    return out
+
+
+def _cell(key, row_label, column):
+    t = table(key)
+    row = next(r for r in t.rows if " ".join(r.labels) == row_label)
+    return row.cells[column]
+
+
+@pytest.mark.parametrize("key, row, column, value", [
+    # Read off the poster (REFERENCE.md section 7 and the poster's tables), independently of the module.
+    ("cifar10", "ResNet18 AugMax-DuBIN", "SA", 95.76), ("cifar10", "ResNet18 AugMax-DuBIN", "RA", 90.36),
+    ("cifar10", "ResNeXt29 Normal", "RA", 71.70), ("cifar100", "WRN40-2 AugMix", "SA", 77.03),
+    ("cifar100", "ResNeXt29 AugMax-DuBIN", "RA", 68.86), ("imagenet", "DeepAugment + AugMax-DuBIN", "mCE", 68.47),
+    ("imagenet", "Normal", "RA", 30.91), ("tinyimagenet", "Normal", "mCE", 100.00),
+    ("tinyimagenet", "AugMax-DuBIN", "SA", 62.21), ("table8", "AugMax-DuBN", "CIFAR100-C", 65.06),
+    ("table10", "AdvMix diversity & adversity", "SA", 72.36), ("table10", "PGDAT hardness", "RA", 47.71),
+    ("table11", "AugMax-DuBIN", "CIFAR10-STA", 63.20), ("table11", "Normal", "CIFAR10.1", 88.90),
+])
+def test_poster_numbers_as_read_off_the_poster(key, row, column, value):
+    assert _cell(key, row, column).paper == value
+
+
+def test_table8_keeps_the_posters_spreads():
+    assert _cell("table8", "AugMix-DuBIN", "CIFAR100-C").paper_spread == 0.58
+    assert _cell("table8", "AugMax-DuBIN", "CIFAR10-C").paper_spread == 0.16
+
+
+@pytest.mark.skipif(not REFERENCE_MD.is_file(), reason="REFERENCE.md is only on the project's machine")
+def test_main_tables_agree_with_reference_md_section_7():
+    text = REFERENCE_MD.read_text().split("## 7.")[1].split("## 8.")[0]
+    method_cols = ("Normal", "AugMix", "AugMax-DuBIN")
+    checked = 0
+    for line in text.splitlines():
+        m = re.match(r"\| (CIFAR-10|CIFAR-100) \| (\S+) \| (.+) \|$", line.strip())
+        if not m:
+            continue
+        key = {"CIFAR-10": "cifar10", "CIFAR-100": "cifar100"}[m.group(1)]
+        for method, pair in zip(method_cols, m.group(3).split(" | ")):
+            sa, ra = (float(v) for v in pair.split(" / "))
+            assert _cell(key, f"{m.group(2)} {method}", "SA").paper == sa
+            assert _cell(key, f"{m.group(2)} {method}", "RA").paper == ra
+            checked += 1
+    assert checked == 18
+    for name, key in (("ImageNet ResNet18", "imagenet"), ("Tiny-ImageNet", "tinyimagenet")):
+        block = text.split(name)[1].split(".\n")[0]
+        found = re.findall(r"([A-Za-z+\- ]+?) (\d+\.\d+)/(\d+\.\d+)/(\d+\.\d+)", block)
+        assert len(found) == 5
+        for label, sa, ra, mce in found:
+            label = label.strip(" ,:").replace("DeepAug+", "DeepAugment + ")
+            for column, value in (("SA", sa), ("RA", ra), ("mCE", mce)):
+                assert _cell(key, label, column).paper == float(value)
+
+
+def test_configs_paper_blocks_agree_with_the_module_and_every_cell_has_a_config():
+    configs = {name: config for name, (_, config) in _configs().items()}
+    metric_key = {"sa": "sa", "ra": "ra", "mce": "mce", "cifar101": "cifar101", "sta": "sta"}
+    cells = [c for t in TABLES for r in t.rows for c in r.cells.values()]
+    for cell in cells:
+        assert cell.config in configs, cell.config
+        assert configs[cell.config]["paper"][metric_key[cell.metric]] == pytest.approx(cell.paper), cell
+    filled = {(c.config, c.metric) for c in cells}
+    for name, config in configs.items():
+        for metric, value in config["paper"].items():
+            if metric in METRICS and value is not None:
+                assert (name, metric) in filled, (name, metric)
+
+
+@pytest.mark.parametrize("group", SAME_TRAINING)
+def test_same_training_groups_really_train_the_same(group):
+    recipes = [{k: v for k, v in _configs()[name][1].items() if k not in ("name", "description", "paper")}
+               for name in group]
+    assert all(r == recipes[0] for r in recipes)
+
+
+# ----------------------------------------------------------------------------------------- fake runs
+def _write_run(root, config_name, seed, sa=None, ra=None, profile="quick", commit=COMMIT, epochs=5,
+               images_per_set=1000, data="CIFAR-10 (JPEG q75 mirror)", extra_metrics=None, evaluated=True):
+    """A run folder as train + evaluate write it (only the keys the tables read), with known numbers."""
+    path = _configs()[config_name][0]
+    config = load_config(path, profile if profile in ("smoke", "quick") else None,
+                         [f"train.seed={seed}", f"train.epochs={epochs}"])
+    run = Path(root) / config_name / f"seed{seed}"
+    (run / "evaluation").mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps({
+        "name": config_name, "config": config, "epochs": epochs, "data_source": data,
+        "provenance": {"git_commit": commit}}))
+    (run / "sweep.json").write_text(json.dumps({"profile": profile, "seed": seed}))
+    (run / "last.pt").write_bytes(b"checkpoint")
+    (run / "best.pt").write_bytes(b"checkpoint")
+    (run / "log.csv").write_text("epoch\n1\n")
+    metrics = {}
+    if sa is not None:
+        metrics["sa"] = sa / 100
+    if ra is not None:
+        metrics.update(ra=ra / 100, corruption_source="generated", corruption_accuracy={"fog": {"1": ra / 100}})
+    metrics.update(extra_metrics or {})
+    if evaluated:
+        (run / "evaluation" / "results.json").write_text(json.dumps({
+            "dataset": "cifar10", "data_source": data, "num_test_images": 10000, "images_per_set": images_per_set,
+            "protocol": {"seed": 0}, "metrics": metrics, "skipped": {} if ra is not None else {"ra": "no files"},
+            "provenance": {"git": {"commit": commit}}}))
+    return run
+
+
+def _cells(tables, key):
+    return {(" ".join(c.row), c.column): c for t in tables if t.key == key for c in t.cells}
+
+
+def test_cells_hold_mean_sample_sd_and_n_over_seeds_beside_the_paper(tmp_path):
+    sa, ra = [41.0, 43.5, 44.1], [30.2, 29.0, 31.9]
+    for seed in range(3):
+        _write_run(tmp_path, "cifar10_resnet18_normal", seed, sa[seed], ra[seed])
+    _write_run(tmp_path, "cifar10_resnet18_augmix", 0, 40.0, 35.0)
+    tables = build_tables(collect_runs([tmp_path]))
+    cells = _cells(tables, "cifar10")
+    c = cells[("ResNet18 Normal", "SA")]
+    assert c.n == 3 and c.seeds == (0, 1, 2)
+    assert c.mean == pytest.approx(np.mean(sa)) and c.std == pytest.approx(np.std(sa, ddof=1))
+    assert c.diff == pytest.approx(np.mean(sa) - 95.56)
+    assert cells[("ResNet18 Normal", "RA")].std == pytest.approx(np.std(ra, ddof=1))
+    one = cells[("ResNet18 AugMix", "RA")]
+    assert one.n == 1 and one.std is None and one.mean == pytest.approx(35.0)
+    assert cells[("ResNet18 AugMax-DuBIN", "SA")].n == 0
+    md = render_markdown(tables)
+    assert f"| ResNet18 | Normal | {np.mean(sa):.2f} ± {np.std(sa, ddof=1):.2f} (n=3) | 95.56 | " \
+           f"{np.mean(sa) - 95.56:+.2f} |" in md
+    assert "## CIFAR-10 / CIFAR-10-C" in md and "## ImageNet" not in md  # tables without runs are left out
+    assert "## ImageNet" in render_markdown(tables, show_empty=True)
+
+
+def test_mixed_profiles_are_not_averaged_and_the_note_says_why(tmp_path):
+    _write_run(tmp_path / "a", "cifar10_resnet18_normal", 0, 41.0, 30.0, profile="quick", epochs=5)
+    _write_run(tmp_path / "a", "cifar10_resnet18_normal", 1, 42.0, 31.0, profile="quick", epochs=5)
+    _write_run(tmp_path / "b", "cifar10_resnet18_normal", 2, 90.0, 70.0, profile="full", epochs=200)
+    tables = build_tables(collect_runs([tmp_path]))
+    c = _cells(tables, "cifar10")[("ResNet18 Normal", "SA")]
+    assert c.mean is None and "mixed profiles" in c.refused
+    assert "quick (seeds 0, 1)" in c.refused and "full (seed 2)" in c.refused
+    md = render_markdown(tables)
+    assert "not averaged [1]" in md and "[1] ResNet18 Normal, SA: mixed profiles" in md
+
+
+@pytest.mark.parametrize("change, words", [
+    (dict(commit="b" * 40), "mixed commits"),
+    (dict(data="CIFAR-10"), "mixed training data"),
+    (dict(images_per_set=500), "mixed evaluation data (images_per_set)"),
+])
+def test_mixed_commits_data_or_evaluation_are_refused(tmp_path, change, words):
+    _write_run(tmp_path, "cifar10_resnet18_normal", 0, 41.0, 30.0)
+    _write_run(tmp_path, "cifar10_resnet18_normal", 1, 42.0, 31.0, **change)
+    cells = _cells(build_tables(collect_runs([tmp_path])), "cifar10")
+    assert words in cells[("ResNet18 Normal", "SA")].refused
+    if "commit" in words:
+        allowed = _cells(build_tables(collect_runs([tmp_path]), allow_mixed_commits=True), "cifar10")
+        assert allowed[("ResNet18 Normal", "SA")].mean == pytest.approx(41.5)
+
+
+def test_a_cell_uses_runs_of_the_same_training_and_says_so(tmp_path):
+    for seed, (c101, sta) in enumerate([(0.80, 0.25), (0.82, 0.27)]):
+        _write_run(tmp_path, "cifar10_resnext29_normal", seed, 50.0, 40.0,
+                   extra_metrics={"cifar101": {"v4": c101, "v6": 0.5}, "spatial": {"k": 10, "worst_loss": sta}})
+    cells = _cells(build_tables(collect_runs([tmp_path])), "table11")
+    c = cells[("Normal", "CIFAR10.1")]
+    assert c.runs_of == "cifar10_resnext29_normal" and c.mean == pytest.approx(81.0)
+    assert any("same training" in note for note in c.notes)
+    assert cells[("Normal", "CIFAR10-STA")].mean == pytest.approx(26.0)
+
+
+def test_unmeasured_metrics_and_unevaluated_runs_are_noted(tmp_path):
+    _write_run(tmp_path, "cifar10_resnet18_normal", 0, 41.0)                   # RA skipped
+    _write_run(tmp_path, "cifar10_resnet18_normal", 1, evaluated=False)        # still training / evaluating
+    c = _cells(build_tables(collect_runs([tmp_path])), "cifar10")[("ResNet18 Normal", "RA")]
+    assert c.n == 0 and any("not measured in seed 0: no files" in n for n in c.notes)
+    assert any("not evaluated yet (seed 1)" in n for n in c.notes)
+
+
+def test_export_copies_small_files_only_and_tables_cli_reads_them(tmp_path, capsys):
+    runs, dest = tmp_path / "runs", tmp_path / "results" / "quick"
+    for seed in range(2):
+        _write_run(runs, "cifar10_resnet18_augmax_dubin", seed, 40.0 + seed, 30.0)
+    _write_run(runs, "cifar10_resnet18_augmix_original_recipe", 0, 60.0, 50.0)  # fills no poster cell
+    assert main(["tables", str(runs), "--export", str(dest), "--quiet"]) == 0
+    copied = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert copied == sorted(["runs.csv", "tables.csv", "tables.md"] + [
+        f"{name}/seed{s}/{f}" for name, seeds in (("cifar10_resnet18_augmax_dubin", (0, 1)),
+                                                  ("cifar10_resnet18_augmix_original_recipe", (0,)))
+        for s in seeds for f in ("results.json", "sweep.json", "log.csv", "evaluation/results.json")])
+    md = (dest / "tables.md").read_text()
+    assert "| cifar10_resnet18_augmix_original_recipe | 0 | 60.00 (n=1) | 50.00 (n=1) |" in md
+    rows = list(csv.DictReader(io.StringIO((dest / "tables.csv").read_text())))
+    sa = next(r for r in rows if r["config"] == "cifar10_resnet18_augmax_dubin" and r["metric"] == "sa")
+    assert float(sa["mean"]) == pytest.approx(40.5) and sa["n"] == "2" and float(sa["paper"]) == 95.76
+    assert float(sa["std"]) == pytest.approx(np.std([40.0, 41.0], ddof=1), abs=1e-4)
+    runs_rows = list(csv.DictReader(io.StringIO((dest / "runs.csv").read_text())))
+    assert [r["run_dir"] for r in runs_rows] == [f"cifar10_resnet18_augmax_dubin/seed{s}" for s in range(2)] + [
+        "cifar10_resnet18_augmix_original_recipe/seed0"]
+    # Two runs folders with the same (config, seed) cannot go to one export.
+    _write_run(tmp_path / "other", "cifar10_resnet18_augmax_dubin", 0, 50.0, 30.0)
+    with pytest.raises(TablesError, match="seed 0"):
+        export_runs(collect_runs([runs, tmp_path / "other"]), tmp_path / "x")
+    assert main(["tables", str(tmp_path / "missing")]) == 2
+    assert "no such runs folder" in capsys.readouterr().err
