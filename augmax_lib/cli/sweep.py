@@ -50,8 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("job resources (slurm; --timeout-min and --gpus-per-job also local)")
     group.add_argument("--timeout-min", type=int, default=1440,
                        help="time limit of a job in minutes; at the limit it is requeued and resumes (default 1440)")
-    group.add_argument("--gpus-per-job", type=int, default=0, metavar="G",
-                       help="GPUs per job; more than one trains with DDP, one task per GPU (default 0)")
+    group.add_argument("--gpus-per-job", type=int, default=None, metavar="G",
+                       help="GPUs per job; more than one trains with DDP, one task per GPU (default: local 1 when "
+                            "this machine has a GPU, else 0; slurm 0). Local jobs see only the GPUs given to them")
     group.add_argument("--cpus-per-job", type=int, default=None, metavar="C", help="CPU cores per task")
     group.add_argument("--mem-gb", type=float, default=None, help="memory per node in GB")
     group.add_argument("--slurm-partition", default=None)
@@ -66,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run, submit or report; 0 when every job is done or submitted, 1 when one failed, 2 for bad arguments."""
     from augmax_lib._checks import InputError, check_writable_folder, one_line
-    from augmax_lib.sweep import (SlurmOptions, SweepError, default_threads, format_status, job_status, launch, plan,
+    from augmax_lib.sweep import (SlurmOptions, SweepError, default_gpus, default_threads, format_status, job_status, launch, plan,
                                   recorded_specs)
 
     try:
@@ -85,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.configs:
             print("error: name at least one config file or folder (or pass --status)", file=sys.stderr)
             return 2
+        if args.gpus_per_job is None:
+            args.gpus_per_job = default_gpus(args.executor)
         if args.gpus_per_job < 0:
             raise SweepError(f"--gpus-per-job: expected >= 0, got {args.gpus_per_job}")
         check_writable_folder(args.out, "--out")  # before any job is planned or started

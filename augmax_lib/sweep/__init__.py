@@ -5,10 +5,11 @@ slurm), ``job_status`` reports on them. Runs land in ``<out>/<config name>/seed<
 records and submitit's logs in ``<out>/_sweep/``.
 """
 from .jobs import JobSpec, RunState, SweepError, SweepJob, run_state
-from .launch import EXECUTORS, SlurmOptions, SweepReport, default_threads, find_configs, launch, make_executor, plan
+from .launch import (EXECUTORS, SlurmOptions, SweepReport, default_gpus, default_threads, find_configs, launch,
+                     make_executor, plan)
 from .logs import log_tail
 from .status import JobStatus, format_status, job_status, recorded_specs
 
 __all__ = ["JobSpec", "RunState", "SweepError", "SweepJob", "run_state", "EXECUTORS", "SlurmOptions", "SweepReport",
-           "default_threads", "find_configs", "launch", "make_executor", "plan", "log_tail", "JobStatus",
+           "default_gpus", "default_threads", "find_configs", "launch", "make_executor", "plan", "log_tail", "JobStatus",
            "format_status", "job_status", "recorded_specs"]

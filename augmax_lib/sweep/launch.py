@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 from .jobs import JobSpec, SweepError, SweepJob, config_conflicts, expected_config, record_dir, run_state, write_json
 from .logs import log_tail
 
-__all__ = ["EXECUTORS", "SlurmOptions", "SweepReport", "find_configs", "plan", "make_executor", "launch"]
+__all__ = ["EXECUTORS", "SlurmOptions", "SweepReport", "find_configs", "plan", "make_executor", "launch",
+           "default_gpus", "default_threads"]
 
 EXECUTORS = ("local", "slurm", "debug")
 INSTALL_HINT = "the sweep needs submitit: pip install submitit==1.5.4 (or pip install -e '.[sweep]')"
@@ -288,6 +289,15 @@ def launch(specs, kind: str = "local", out="runs", max_parallel: int = 1, option
         raise
     finally:
         bar.close()
+
+
+def default_gpus(kind: str) -> int:
+    """GPUs per job when not given: one for a local job on a machine with a GPU, else none."""
+    if kind != "local":
+        return 0
+    import torch
+
+    return 1 if torch.cuda.is_available() else 0
 
 
 def default_threads(kind: str, max_parallel: int, gpus_per_job: int) -> Optional[int]:

@@ -119,8 +119,7 @@ def job_status(spec: JobSpec, query_slurm: bool = True, log_lines: int = 15) -> 
         if submission.get("executor") == "slurm":
             return JobStatus(spec, "pending", where)
         return JobStatus(spec, "submitted", f"not started ({disk.describe()})")
-    return JobStatus(spec, disk.kind.replace("empty", "not started").replace("trained", "trained"),
-                     disk.describe())
+    return JobStatus(spec, {"empty": "not started"}.get(disk.kind, disk.kind), disk.describe())
 
 
 def recorded_specs(out) -> list:
