@@ -89,7 +89,10 @@ class Setup:
         if split not in self._sets:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the synthetic warning is shown once, loudly, by resolve()
-                self._sets[split] = load_dataset(self.dataset, split, root=self.data_root)
+                options = {}
+                if self.dataset == "synthetic" and self.profile == "smoke" and split == "train":
+                    options["n"] = SMOKE_SYNTHETIC_N  # the set the smoke runs train on; drawing 10000 takes long
+                self._sets[split] = load_dataset(self.dataset, split, root=self.data_root, **options)
         return self._sets[split]
 
     def examples(self, n: int = 8, split: str = "test", distinct_classes: bool = True):
