@@ -752,3 +752,59 @@ def test_generated_corruptions_save_as_the_generators_did(images_hwc):
     np.testing.assert_array_equal(cifar("contrast", 2).images, corrupt(small.images, "contrast", 2))
     with pytest.raises(ValueError, match="jpeg_quality"):
         generated_corruptions(data, preset="tinyimagenet", jpeg_quality=100)
+
+
+# ---------------------------------------------------------------- ImageMagick 6, where installed
+
+def imagemagick6():
+    """The ImageMagick 6 convert binary (Debian: apt-get install imagemagick), or None."""
+    import shutil
+
+    for name in ("convert-im6.q16", "convert-im6"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def im6_motion_blur(convert, image: np.ndarray, radius, sigma, angle, tmp_path) -> np.ndarray:
+    """What the generators' MotionImage.motion_blur + make_blob gave: an 8-bit PNG blurred by ImageMagick 6."""
+    import subprocess
+
+    src, dst = tmp_path / "in.png", tmp_path / "out.png"
+    Image.fromarray(image).save(src)
+    subprocess.run([convert, str(src), "-motion-blur", f"{radius}x{sigma}+{angle}", str(dst)], check=True)
+    with Image.open(dst) as im:
+        return np.asarray(im.convert("L" if image.ndim == 2 else "RGB"))
+
+
+def test_motion_blur_and_snow_layer_are_floored_as_imagemagick6_writes_them(images_hwc, tmp_path):
+    """The 8-bit result of ImageMagick 6's motion blur (what make_*_c.py read back) is the blur floored:
+    ours truncated equals it but for float round-off; rounded it would be half a level brighter."""
+    from augmax_lib.corruptions import to_uint8_truncated
+
+    convert = imagemagick6()
+    if convert is None:
+        pytest.skip("needs ImageMagick 6 (apt-get install imagemagick)")
+    rng = np.random.default_rng(0)
+    devs = []
+    for k, im in enumerate(images_hwc[:10]):
+        s = k % 5 + 1
+        radius, sigma = PRESETS["cifar"].params["motion_blur"][s - 1]
+        angle = float(rng.uniform(-45, 45))
+        ref = im6_motion_blur(convert, im, radius, sigma, angle, tmp_path)
+        blurred = _filters.motion_blur_lines(to_tensor(im[None].astype(np.float64) / 255), radius, sigma,
+                                             torch.tensor([angle], dtype=torch.float64))
+        devs.append(to_hwc(to_uint8_truncated(blurred))[0].astype(int) - ref)
+        # the snow layer: a thresholded 8-bit layer, blurred at the snow angles
+        c = PRESETS["cifar"].params["snow"][s - 1]
+        layer = rng.normal(c[0], c[1], (32, 32))
+        layer[layer < c[3]] = 0
+        layer = np.uint8(np.clip(layer, 0, 1) * 255)
+        angle = float(rng.uniform(-135, -45))
+        ref = im6_motion_blur(convert, layer, c[4], c[5], angle, tmp_path)
+        ours = _filters.floor_levels(_filters.motion_blur_lines(torch.from_numpy(layer / 255.0)[None, None],
+                                                                c[4], c[5], torch.tensor([angle])))
+        devs.append(ours[0, 0].numpy().astype(int) - ref)
+    d = np.concatenate([x.ravel() for x in devs])
+    assert np.abs(d).max() <= 1 and np.abs(d).mean() < 0.01, (np.abs(d).mean(), np.abs(d).max())

@@ -82,7 +82,8 @@ def generator_semantics(preset: str, rounding: str = "truncate") -> dict:
                   else "round to the nearest level (not the generator's truncation)"),
         "glass_blur": "copy: x[h, w] takes x[h', w'], x[h', w'] keeps its value (the generator's tuple "
                       "assignment of numpy views), in its loop order",
-        "snow_layer": "8-bit, floored before and after the motion blur",
+        "motion_blur": "ImageMagick 6's 8-bit result, which floors the blur (checked against 6.9.11 Q16)",
+        "snow_layer": "8-bit, floored before and after ImageMagick 6's motion blur",
         "published_format": ("uint8 .npy arrays" if quality is None
                              else f"JPEG quality {quality} files (PIL save, optimize=True)"),
     }
