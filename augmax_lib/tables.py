@@ -25,7 +25,8 @@ from augmax_lib._checks import InputError
 from augmax_lib.paper_numbers import METRICS, TABLES, Cell, same_training
 
 __all__ = ["RunRecord", "CellResult", "TableResult", "collect_runs", "build_tables", "render_markdown",
-           "cells_csv", "runs_csv", "write_tables", "export_runs", "EXPORTED_FILES", "TablesError"]
+           "cells_csv", "runs_csv", "write_tables", "export_runs", "same_code", "EXPORTED_FILES", "CODE_PATHS",
+           "TablesError"]
 
 # Keys that may differ between the seeds of one cell: they do not change what is computed
 # (the same list as a resumable run's, plus the seed itself).
@@ -196,15 +197,16 @@ CODE_PATHS = ("augmax_lib", "configs")
 
 
 @functools.lru_cache(maxsize=256)
-def _same_code(a: Optional[str], b: Optional[str]) -> bool:
-    """Whether commits ``a`` and ``b`` hold the same CODE_PATHS (False when git cannot tell)."""
+def same_code(a: Optional[str], b: Optional[str], repo: Optional[str] = None) -> bool:
+    """Whether commits ``a`` and ``b`` hold the same CODE_PATHS in git repository ``repo`` (default: this
+    checkout); False when git cannot tell (no git, or a commit it does not know)."""
     if not a or not b:
         return False
     if a == b:
         return True
-    root = Path(__file__).resolve().parents[1]
+    root = repo or str(Path(__file__).resolve().parents[1])
     try:
-        done = subprocess.run(["git", "-C", str(root), "diff", "--quiet", a, b, "--", *CODE_PATHS],
+        done = subprocess.run(["git", "-C", root, "diff", "--quiet", a, b, "--", *CODE_PATHS],
                               capture_output=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return False
@@ -242,7 +244,7 @@ def _mixed(runs, allow_mixed_commits: bool) -> Optional[str]:
     if not allow_mixed_commits:
         for what, get in (("training", lambda r: r.train_commit), ("evaluation", lambda r: r.eval_commit)):
             commits = list(dict.fromkeys(get(r) for r in runs))
-            if len(commits) > 1 and not all(_same_code(commits[0], c) for c in commits[1:]):
+            if len(commits) > 1 and not all(same_code(commits[0], c) for c in commits[1:]):
                 reasons.append(f"mixed commits ({what}): " + _split(runs, lambda r, get=get: _short(get(r))))
     return "; ".join(reasons) or None
 

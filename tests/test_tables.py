@@ -8,6 +8,7 @@ import functools
 import io
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 
 from augmax_lib.__main__ import main
 from augmax_lib.paper_numbers import METRICS, SAME_TRAINING, TABLES, table
-from augmax_lib.tables import TablesError, build_tables, collect_runs, export_runs, render_markdown
+from augmax_lib.tables import TablesError, build_tables, collect_runs, export_runs, render_markdown, same_code
 from augmax_lib.train import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -234,3 +235,27 @@ def test_export_copies_small_files_only_and_tables_cli_reads_them(tmp_path, caps
         export_runs(collect_runs([runs, tmp_path / "other"]), tmp_path / "x")
     assert main(["tables", str(tmp_path / "missing")]) == 2
     assert "no such runs folder" in capsys.readouterr().err
+
+
+def test_commits_that_differ_only_outside_the_code_count_as_one(tmp_path):
+    def git(*args):
+        return subprocess.run(["git", "-C", str(tmp_path), *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.org")
+    git("config", "user.name", "t")
+    commits = []
+    for path, text in (("augmax_lib/ops.py", "a = 1\n"), ("README.md", "words\n"), ("augmax_lib/ops.py", "a = 2\n"),
+                       ("configs/x.yaml", "name: x\n")):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+        git("add", path)
+        git("commit", "-q", "-m", path)
+        commits.append(git("rev-parse", "HEAD"))
+    repo = str(tmp_path)
+    assert same_code(commits[0], commits[1], repo)        # only the README changed
+    assert not same_code(commits[1], commits[2], repo)    # the library changed
+    assert not same_code(commits[2], commits[3], repo)    # a config changed
+    assert not same_code(commits[0], "f" * 40, repo)      # a commit git does not know
+    assert not same_code(None, commits[0], repo)
