@@ -74,6 +74,13 @@ class RunRecord:
     train_data: str
     train_commit: Optional[str]
     evaluation: Optional[dict]       # evaluation/results.json, None when not evaluated
+    train_dirty: Optional[bool] = None  # trained from a checkout with uncommitted changes
+
+    @property
+    def dirty(self) -> bool:
+        """Whether training or evaluation ran on a checkout with uncommitted changes."""
+        git = ((self.evaluation or {}).get("provenance") or {}).get("git") or {}
+        return bool(self.train_dirty) or bool(git.get("dirty"))
 
     @property
     def recipe(self) -> dict:
@@ -115,7 +122,7 @@ def _record(train_file: Path) -> Optional[RunRecord]:
     prov = results.get("provenance") or {}
     return RunRecord(run_dir, results.get("name") or config.get("name"), int(config["train"]["seed"]), config,
                      sweep.get("profile"), str(results.get("data_source")), prov.get("git_commit"),
-                     _read(run_dir / "evaluation" / "results.json"))
+                     _read(run_dir / "evaluation" / "results.json"), prov.get("git_dirty"))
 
 
 def collect_runs(roots) -> list:
@@ -319,14 +326,16 @@ def _paper(cell: Cell) -> str:
 
 
 def _provenance_line(cells) -> str:
-    runs = {id(r): r for c in cells for r in c.runs}.values()
+    runs = list({id(r): r for c in cells for r in c.runs}.values())
     if not runs:
         return ""
     profiles = sorted({r.profile or "unrecorded" for r in runs})
     data = sorted({r.train_data for r in runs})
     commits = sorted({_short(r.train_commit) for r in runs})
+    dirty = sum(r.dirty for r in runs)
     return (f"Runs: profile {', '.join(profiles)}; training data {', '.join(data)}; "
-            f"commit {', '.join(commits)}.")
+            f"commit {', '.join(commits)}"
+            + (f" ({dirty} of {len(runs)} with uncommitted changes in the checkout)" if dirty else "") + ".")
 
 
 def render_markdown(tables, roots=(), show_empty: bool = False, records=()) -> str:

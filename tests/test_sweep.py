@@ -219,7 +219,8 @@ def test_local_executor_runs_a_job_in_a_subprocess(tmp_path):
 def _fake_slurm(tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, body in (("srun", "exit 0"), ("sbatch", 'echo "Submitted batch job 4242"'), ("sacct", "exit 1")):
+    sacct = "printf 'JobID|State|NodeList\\n4242_0|RUNNING|n1\\n4242_1|PENDING|\\n4242_2|FAILED|n2\\n4242_3|PENDING|\\n'"
+    for name, body in (("srun", "exit 0"), ("sbatch", 'echo "Submitted batch job 4242"'), ("sacct", sacct)):
         path = bin_dir / name
         path.write_text(f"#!/bin/sh\n{body}\n")
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
@@ -257,9 +258,13 @@ def test_slurm_sweep_submits_one_array_with_the_resources_asked(tmp_path, monkey
         assert all(isinstance(v, (str, int, list, type(None))) for v in spec.values())
     records = sorted((out / "_sweep").glob("*/seed*/submission.json"))
     assert {json.loads(p.read_text())["job_id"] for p in records} == {"4242_0", "4242_1", "4242_2", "4242_3"}
+    # --status asks sacct (here a stand-in) once for all jobs.
     assert main(["sweep", "--status", "--out", str(out)]) == 0
-    status = capsys.readouterr().out
-    assert status.count("  pending  ") == 4 and "Slurm job 4242_" in status
+    rows = {tuple(line.split()[:3]) for line in capsys.readouterr().out.splitlines()}
+    assert ("cifar10_resnet18_normal", "0", "running") in rows
+    assert ("cifar10_resnet18_normal", "1", "pending") in rows
+    assert ("cifar10_resnet18_augmix", "0", "failed") in rows  # array task 2 ended FAILED before it started
+    assert ("cifar10_resnet18_augmix", "1", "pending") in rows
 
 
 def test_slurm_executor_off_a_cluster_says_so(tmp_path, monkeypatch):

@@ -160,6 +160,7 @@ def test_cells_hold_mean_sample_sd_and_n_over_seeds_beside_the_paper(tmp_path):
     assert f"| ResNet18 | Normal | {np.mean(sa):.2f} ± {np.std(sa, ddof=1):.2f} (n=3) | 95.56 | " \
            f"{np.mean(sa) - 95.56:+.2f} |" in md
     assert "## CIFAR-10 / CIFAR-10-C" in md and "## ImageNet" not in md  # tables without runs are left out
+    assert f"Runs: profile quick; training data CIFAR-10 (JPEG q75 mirror); commit {COMMIT[:10]}." in md
     assert "## ImageNet" in render_markdown(tables, show_empty=True)
 
 

@@ -67,8 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run, submit or report; 0 when every job is done or submitted, 1 when one failed, 2 for bad arguments."""
     from augmax_lib._checks import InputError, check_writable_folder, one_line
-    from augmax_lib.sweep import (SlurmOptions, SweepError, default_gpus, default_threads, format_status, job_status, launch, plan,
-                                  recorded_specs)
+    from augmax_lib.sweep import (SlurmOptions, SweepError, default_gpus, default_threads, format_status, job_statuses,
+                                  launch, plan, recorded_specs)
 
     try:
         try:
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             if not specs:
                 print(f"sweep --status: no jobs recorded in {args.out}/_sweep (name configs to list their jobs)")
                 return 0
-            print(format_status([job_status(s) for s in specs]))
+            print(format_status(job_statuses(specs)))
             return 0
         if not args.configs:
             print("error: name at least one config file or folder (or pass --status)", file=sys.stderr)

@@ -8,8 +8,8 @@ from .jobs import JobSpec, RunState, SweepError, SweepJob, run_state
 from .launch import (EXECUTORS, SlurmOptions, SweepReport, default_gpus, default_threads, find_configs, launch,
                      make_executor, plan)
 from .logs import log_tail
-from .status import JobStatus, format_status, job_status, recorded_specs
+from .status import JobStatus, format_status, job_status, job_statuses, recorded_specs, slurm_states
 
 __all__ = ["JobSpec", "RunState", "SweepError", "SweepJob", "run_state", "EXECUTORS", "SlurmOptions", "SweepReport",
            "default_gpus", "default_threads", "find_configs", "launch", "make_executor", "plan", "log_tail", "JobStatus",
-           "format_status", "job_status", "recorded_specs"]
+           "format_status", "job_status", "job_statuses", "recorded_specs", "slurm_states"]

@@ -15,7 +15,7 @@ from typing import Optional
 from .jobs import JobSpec, read_json, run_state
 from .logs import log_tail
 
-__all__ = ["JobStatus", "job_status", "recorded_specs", "format_status"]
+__all__ = ["JobStatus", "job_status", "job_statuses", "slurm_states", "recorded_specs", "format_status"]
 
 _SLURM_ALIVE = {"RUNNING", "COMPLETING", "CONFIGURING", "REQUEUED", "RESIZING", "SUSPENDED"}
 _SLURM_WAITING = {"PENDING", "REQUEUE_HOLD", "REQUEUE_FED"}
@@ -32,16 +32,22 @@ class JobStatus:
     log_path: Optional[str] = None
 
 
-def _slurm_state(submission: dict) -> Optional[str]:
-    """sacct's state of a Slurm job (None when it cannot be asked)."""
+def slurm_states(submissions) -> dict:
+    """sacct's state of each Slurm job among ``submissions`` (one sacct call for all; {} when it cannot be asked)."""
+    ids = sorted({str(s["job_id"]) for s in submissions if s and s.get("executor") == "slurm" and s.get("job_id")})
+    if not ids:
+        return {}
     try:
-        import submitit
+        from submitit.slurm.slurm import SlurmJob
 
-        job = submitit.SlurmJob(submission["submitit_folder"], submission["job_id"])
-        state = job.state
-    except Exception:  # no sacct here, or submitit cannot parse its answer  # noqa: BLE001
-        return None
-    return None if not state or state == "UNKNOWN" else str(state).split()[0]
+        watcher = SlurmJob.watcher
+        for job_id in ids:
+            watcher.register_job(job_id)
+        watcher.update()
+        states = {job_id: watcher.get_state(job_id, mode="cache") for job_id in ids}
+    except Exception:  # no sacct here, or submitit cannot read its answer  # noqa: BLE001
+        return {}
+    return {k: str(v).split()[0] for k, v in states.items() if v and v != "UNKNOWN"}
 
 
 def _pid_alive(pid) -> bool:
@@ -54,12 +60,9 @@ def _pid_alive(pid) -> bool:
     return True
 
 
-def _alive(submission: Optional[dict], state: dict, query_slurm: bool) -> Optional[bool]:
+def _alive(submission: Optional[dict], state: dict, slurm: Optional[str]) -> Optional[bool]:
     """Whether a job that says it runs still does: True, False or None (cannot tell from here)."""
     if submission and submission.get("executor") == "slurm":
-        if not query_slurm:
-            return None
-        slurm = _slurm_state(submission)
         return None if slurm is None else slurm in _SLURM_ALIVE | _SLURM_WAITING
     if state.get("host") == socket.gethostname():
         return _pid_alive(state.get("pid"))
@@ -82,12 +85,16 @@ def _scores(run_dir: Path) -> str:
     return "  ".join(f"{k.upper()} {100 * m[k]:.2f}" for k in ("sa", "ra", "mce") if isinstance(m.get(k), (int, float)))
 
 
-def job_status(spec: JobSpec, query_slurm: bool = True, log_lines: int = 15) -> JobStatus:
-    """The state of one job (see the module docstring)."""
+def job_status(spec: JobSpec, slurm: Optional[dict] = None, log_lines: int = 15) -> JobStatus:
+    """The state of one job (see the module docstring); ``slurm``: states from :func:`slurm_states`
+    (default: sacct is asked about this job alone)."""
     run_dir, records = Path(spec.run_dir), Path(spec.record_dir)
     disk = run_state(run_dir)
     submission = read_json(records / "submission.json")
     state = read_json(records / "state.json")
+    if slurm is None:
+        slurm = slurm_states([submission])
+    slurm_state = slurm.get(str((submission or {}).get("job_id")))
     if state and submission and state.get("started", 0) < submission.get("submitted", 0):
         state = None  # written by an earlier submission of this job
     where = f"{state.get('host', '?')} pid {state.get('pid', '?')}" if state else ""
@@ -98,7 +105,7 @@ def job_status(spec: JobSpec, query_slurm: bool = True, log_lines: int = 15) -> 
         return JobStatus(spec, "done", _scores(run_dir))
     kind = (state or {}).get("state")
     if kind == "running":
-        alive = _alive(submission, state, query_slurm)
+        alive = _alive(submission, state, slurm_state)
         if alive is False:
             return JobStatus(spec, "interrupted", f"{disk.describe()}; the next sweep resumes it")
         stage = "evaluating" if disk.kind == "trained" else progress or "starting"
@@ -109,17 +116,24 @@ def job_status(spec: JobSpec, query_slurm: bool = True, log_lines: int = 15) -> 
     if kind == "interrupted":
         return JobStatus(spec, "interrupted", f"{disk.describe()}; the next sweep resumes it")
     if submission and not state:
-        if submission.get("executor") == "slurm" and query_slurm:
-            slurm = _slurm_state(submission)
-            if slurm in _SLURM_WAITING:
-                return JobStatus(spec, "pending", f"{where} {slurm.lower()}")
-            if slurm is not None and slurm not in _SLURM_ALIVE:
-                tail, path = _failure_log(submission, None, log_lines)
-                return JobStatus(spec, "failed", f"{where} ended {slurm} before it started its run", tail, path)
+        if slurm_state in _SLURM_ALIVE:
+            return JobStatus(spec, "running", f"starting ({where})")
+        if slurm_state in _SLURM_WAITING:
+            return JobStatus(spec, "pending", f"{where} {slurm_state.lower()}")
+        if slurm_state is not None and slurm_state not in _SLURM_ALIVE:
+            tail, path = _failure_log(submission, None, log_lines)
+            return JobStatus(spec, "failed", f"{where} ended {slurm_state} before it started its run", tail, path)
         if submission.get("executor") == "slurm":
             return JobStatus(spec, "pending", where)
         return JobStatus(spec, "submitted", f"not started ({disk.describe()})")
     return JobStatus(spec, {"empty": "not started"}.get(disk.kind, disk.kind), disk.describe())
+
+
+def job_statuses(specs, log_lines: int = 15) -> list:
+    """The state of every job of ``specs``, with one sacct call for all the Slurm ones."""
+    submissions = [read_json(Path(s.record_dir) / "submission.json") for s in specs]
+    slurm = slurm_states(submissions)
+    return [job_status(s, slurm, log_lines) for s in specs]
 
 
 def recorded_specs(out) -> list:
