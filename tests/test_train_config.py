@@ -253,3 +253,13 @@ def test_rows_carry_the_papers_settings():
     assert _row("imagenet/resnet18_deepaug_augmax_dubin.yaml")["paper"]["mce"] == 68.47
     assert _row("ablation_norm/cifar10_wrn40_2_augmix_dubin.yaml")["method"]["aug_route"] == "A"
     assert _row("ablation_norm/cifar10_wrn40_2_augmix_ibn.yaml")["method"]["aug_route"] == "M"
+
+
+def test_resume_may_change_evaluation_settings_but_not_training_ones():
+    from augmax_lib.train.checkpoint import config_mismatches
+
+    saved = validate({"eval": {"images_per_set": None}})
+    changed_eval = validate({"eval": {"images_per_set": 500, "subset_seed": 3}})
+    changed_train = validate({"train": {"batch_size": 64}})
+    assert config_mismatches(saved, changed_eval) == []
+    assert [m.split(":")[0] for m in config_mismatches(saved, changed_train)] == ["train.batch_size"]
