@@ -219,7 +219,8 @@ def test_local_executor_runs_a_job_in_a_subprocess(tmp_path):
 def _fake_slurm(tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    sacct = "printf 'JobID|State|NodeList\\n4242_0|RUNNING|n1\\n4242_1|PENDING|\\n4242_2|FAILED|n2\\n4242_3|PENDING|\\n'"
+    states = "4242_0|RUNNING|n1", "4242_1|PENDING|", "4242_2|FAILED|n2", "4242_3|PENDING|"
+    sacct = "printf '" + "\\n".join(("JobID|State|NodeList",) + states) + "\\n'"
     for name, body in (("srun", "exit 0"), ("sbatch", 'echo "Submitted batch job 4242"'), ("sacct", sacct)):
         path = bin_dir / name
         path.write_text(f"#!/bin/sh\n{body}\n")

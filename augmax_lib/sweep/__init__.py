@@ -11,5 +11,5 @@ from .logs import log_tail
 from .status import JobStatus, format_status, job_status, job_statuses, recorded_specs, slurm_states
 
 __all__ = ["JobSpec", "RunState", "SweepError", "SweepJob", "run_state", "EXECUTORS", "SlurmOptions", "SweepReport",
-           "default_gpus", "default_threads", "find_configs", "launch", "make_executor", "plan", "log_tail", "JobStatus",
-           "format_status", "job_status", "job_statuses", "recorded_specs", "slurm_states"]
+           "default_gpus", "default_threads", "find_configs", "launch", "make_executor", "plan", "log_tail",
+           "JobStatus", "format_status", "job_status", "job_statuses", "recorded_specs", "slurm_states"]
