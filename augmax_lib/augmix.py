@@ -220,7 +220,7 @@ def sample_mixing(n: int, width: int = 3, alpha: float = 1.0, device=None,
 def mix(x: torch.Tensor, chains: torch.Tensor, m: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """``(1 - m) x + m * sum_i w_i chains[i]`` per image; ``m`` (N,), ``w`` (N, width); float out.
 
-    ``chains`` is float in [0, 1] or uint8 levels (read as level / 255 without a float copy).
+    ``chains`` is float in [0, 1] or uint8 levels (read as level / 255).
     """
     check_images(x, "x")
     width, n = chains.shape[:2]

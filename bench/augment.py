@@ -1,12 +1,21 @@
-"""Images per second of AugMix: ours (sample_chains + mix, per-image chains) against the per-image PIL
-pipeline with the reference semantics and against torchvision.transforms.v2.AugMix (one chain per batch).
+"""Images per second of AugMix: ours (``augmix``, per-image chains) against torchvision.transforms.v2.AugMix
+(one chain shared by the batch) and the per-image PIL pipeline with the reference semantics.
 
-    python bench/augment.py [--device cuda] [--threads 1] [--repeats 7] [--out bench/results/augment-cpu.txt]
+    python bench/augment.py [--device cuda] [--threads 1] [--repeats 15] [--baseline DIR]
+                            [--out bench/results/augment-cpu-1thread.txt]
+
+The contenders run interleaved, one call each per round, so that load from other processes hits
+them alike; the table gives each one's median and the median over rounds of the per-round ratio.
+torchvision runs twice: with its default 13 ops (``all_ops=True``: the enhance ops too) and with
+``all_ops=False``, the 9 ops AugMix uses by default, as ours does. ``--baseline DIR`` also times
+the ``augmax_lib`` found in DIR (e.g. ``git archive COMMIT augmax_lib | tar -x -C DIR``) as
+"ours before", for before/after numbers from one process.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import io
 import json
 import statistics
@@ -26,23 +35,9 @@ from _env import commit, device_name  # noqa: E402
 from augmax_lib.augmix import augmix  # noqa: E402
 from reference.pil_augmix import augmix_one  # noqa: E402
 
-CASES = [(256, 32), (1024, 32), (256, 224)]
-
-
-def timed(fn, device, repeats: int, warmup: int = 2) -> float:
-    """Median seconds of ``fn()`` after ``warmup`` calls, synchronising the device around each call."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+CASES = [(256, 32, "uint8"), (256, 32, "float32"), (1024, 32, "uint8"), (1024, 32, "float32"),
+         (256, 224, "uint8")]
+PIL_IMAGES = {32: 256, 224: 16}  # images per PIL call (it runs one image at a time anyway)
 
 
 def images(n: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -50,66 +45,115 @@ def images(n: int, size: int, seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(_made_images(n, size, seed)).permute(0, 3, 1, 2).contiguous()
 
 
-def bench_ours(x: torch.Tensor, device, repeats) -> float:
-    x = x.to(device)
+def load_baseline(directory: Path):
+    """``augmix`` of the ``augmax_lib`` package in ``directory``, imported under another name."""
+    init = directory / "augmax_lib" / "__init__.py"
+    if not init.is_file():
+        raise SystemExit(f"--baseline: no augmax_lib package in {directory} (expected {init})")
+    name = "augmax_lib_baseline"
+    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(init.parent)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return importlib.import_module(f"{name}.augmix").augmix
+
+
+def contenders(x: torch.Tensor, device, baseline, with_pil: bool) -> dict:
+    """name -> (images per call, callable) for one case."""
+    out = {}
     g = torch.Generator(device=device).manual_seed(0)
-    return x.shape[0] / timed(lambda: augmix(x, generator=g), device, repeats)
-
-
-def bench_torchvision(x: torch.Tensor, device, repeats) -> float | None:
+    out["ours"] = (x.shape[0], lambda: augmix(x, generator=g))
+    if baseline is not None:
+        gb = torch.Generator(device=device).manual_seed(0)
+        out["ours before"] = (x.shape[0], lambda: baseline(x, generator=gb))
     try:
         from torchvision.transforms import v2
     except ImportError:
-        return None
-    x = x.to(device)
-    aug = v2.AugMix(severity=3, mixture_width=3, chain_depth=-1, alpha=1.0)
-    torch.manual_seed(0)
-    return x.shape[0] / timed(lambda: aug(x), device, repeats)
+        v2 = None
+    if v2 is not None:
+        torch.manual_seed(0)
+        tv13 = v2.AugMix(severity=3, mixture_width=3, chain_depth=-1, alpha=1.0)
+        tv9 = v2.AugMix(severity=3, mixture_width=3, chain_depth=-1, alpha=1.0, all_ops=False)
+        out["torchvision (13 ops)"] = (x.shape[0], lambda: tv13(x))
+        out["torchvision (9 ops)"] = (x.shape[0], lambda: tv9(x))
+    if with_pil:
+        # PIL works on uint8 arrays: float batches are converted once, outside the timing.
+        u8 = x if x.dtype == torch.uint8 else x.mul(255).round_().to(torch.uint8)
+        arr = u8.cpu().permute(0, 2, 3, 1).numpy()
+        k = min(len(arr), PIL_IMAGES.get(arr.shape[1], 16))
+        rng = np.random.default_rng(0)
+        out["PIL per image"] = (k, lambda: [augmix_one(arr[i], rng) for i in range(k)])
+    return out
 
 
-def bench_pil(x: torch.Tensor, repeats) -> float:
-    arr = x.permute(0, 2, 3, 1).numpy()
-    n = min(len(arr), 256 if arr.shape[1] <= 64 else 32)
-    rng = np.random.default_rng(0)
-    return n / timed(lambda: [augmix_one(arr[i], rng) for i in range(n)], torch.device("cpu"),
-                     max(3, repeats // 2), warmup=1)
+def run_case(fns: dict, device, repeats: int) -> dict:
+    """Interleaved rounds: per contender the median images/s, and per-round ratios to "ours"."""
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    for _, fn in fns.values():  # warm-up
+        fn()
+    seconds = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, (_, fn) in fns.items():
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            seconds[name].append(time.perf_counter() - t0)
+    rate = {name: [fns[name][0] / s for s in times] for name, times in seconds.items()}
+    ours = rate["ours"]
+    return {
+        "images_per_s": {name: statistics.median(r) for name, r in rate.items()},
+        "ours_over": {name: statistics.median(a / b for a, b in zip(ours, r)) for name, r in rate.items()
+                      if name != "ours"},
+    }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds per case")
     parser.add_argument("--skip-pil", action="store_true", help="skip the slow per-image PIL baseline")
+    parser.add_argument("--skip-large", action="store_true", help="skip the 224x224 case")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a directory holding an older augmax_lib to time as 'ours before'")
     parser.add_argument("--out", type=Path, default=None, help="also write the report (and a .json) here")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    baseline = load_baseline(args.baseline) if args.baseline else None
     rows = []
-    for batch, size in CASES:
+    for batch, size, dtype in CASES:
+        if args.skip_large and size > 64:
+            continue
         x = images(batch, size)
-        ours = bench_ours(x, device, args.repeats)
-        tv = bench_torchvision(x, device, args.repeats)
-        pil = None if args.skip_pil else bench_pil(x, args.repeats)
-        rows.append({"batch": batch, "size": size, "ours": ours, "torchvision_v2": tv, "pil_per_image": pil})
+        x = (x if dtype == "uint8" else x.float() / 255).to(device)
+        fns = contenders(x, device, baseline, with_pil=not args.skip_pil)
+        rows.append({"batch": batch, "size": size, "dtype": dtype,
+                     **run_case(fns, device, args.repeats if size <= 64 else max(3, args.repeats // 3))})
     meta = {"device": device_name(device), "torch": torch.__version__, "commit": commit(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "repeats": args.repeats,
+            "baseline": str(args.baseline) if args.baseline else None}
+    names = list(rows[0]["images_per_s"])
+    others = [n for n in names if n != "ours"]
     buf = io.StringIO()
     with redirect_stdout(buf):
-        print(f"# AugMix throughput (images/s, median of {args.repeats})")
+        print(f"# AugMix throughput (images/s, median of {args.repeats} interleaved rounds; 224x224: a third)")
         print(f"device: {meta['device']} | torch {meta['torch']} | commit {meta['commit']} | {meta['date']}")
-        print("PIL: per-image reference pipeline in this process (one thread); torchvision: v2.AugMix on the")
-        print("whole batch (one op chain shared by the batch); ours: per-image chains, sample_chains + mix.\n")
-        print("| batch | size | ours | torchvision v2 (shared chain) | PIL per image | ours / PIL | ours / torchvision |")
-        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        print("ours: augmix, per-image chains (9 ops); torchvision: v2.AugMix on the whole batch (one op chain")
+        print("shared by the batch), default 13 ops and all_ops=False (9 ops); PIL: per-image reference pipeline")
+        print("(uint8; float batches converted outside the timing). 'ours / X': median over rounds of the ratio.")
+        if args.baseline:
+            print(f"ours before: the augmax_lib in {args.baseline}")
+        print()
+        ratios = " | ".join(f"ours / {n}" for n in others)
+        print("| batch | size | dtype | " + " | ".join(names) + " | " + ratios + " |")
+        print("| ---: | ---: | --- | " + " | ".join("---:" for _ in names + others) + " |")
         for r in rows:
-            fmt = lambda v: "-" if v is None else f"{v:,.0f}"  # noqa: E731
-            ratio = lambda a, b: "-" if a is None or b is None else f"{a / b:.1f}x"  # noqa: E731
-            print(f"| {r['batch']} | {r['size']} | {fmt(r['ours'])} | {fmt(r['torchvision_v2'])} | "
-                  f"{fmt(r['pil_per_image'])} | {ratio(r['ours'], r['pil_per_image'])} | "
-                  f"{ratio(r['ours'], r['torchvision_v2'])} |")
+            cells = [f"{r['images_per_s'][n]:,.0f}" for n in names] + [f"{r['ours_over'][n]:.2f}x" for n in others]
+            print(f"| {r['batch']} | {r['size']} | {r['dtype']} | " + " | ".join(cells) + " |")
     report = buf.getvalue()
     print(report)
     if args.out:

@@ -104,6 +104,12 @@ def test_mix_is_the_augmix_formula():
         ref[n] = (1 - m[n]) * x[n] / 255.0 + m[n] * mixed
     out = mix(torch.from_numpy(x), torch.from_numpy(chains), torch.from_numpy(m), torch.from_numpy(w))
     np.testing.assert_allclose(out.numpy(), ref, atol=1e-6)
+    # uint8 chains (as augmix passes them for uint8 images) are read as level / 255.
+    chains8 = rng.integers(0, 256, (3, 4, 3, 5, 5)).astype(np.uint8)
+    ref8 = np.stack([(1 - m[n]) * x[n] / 255.0 + m[n] * sum(w[n, i] * chains8[i, n] / 255.0 for i in range(3))
+                     for n in range(4)])
+    out8 = mix(torch.from_numpy(x), torch.from_numpy(chains8), torch.from_numpy(m), torch.from_numpy(w))
+    np.testing.assert_allclose(out8.numpy(), ref8, atol=1e-6)
 
 
 @pytest.mark.parametrize("alpha", [1.0, 0.5, 2.0])
@@ -189,6 +195,43 @@ def test_transform_keeps_dtype_takes_single_images_and_equals_the_function():
     torch.testing.assert_close(AugMix(generator=_gen(16))(xf), augmix(xf, generator=_gen(16)))
     with pytest.raises(ValueError, match="width"):
         AugMix(width=0)
+
+
+def _pil_chains(images_hwc, params, ops):
+    """(width, N, H, W, C) uint8: every chain of ``params`` run image by image with PIL."""
+    out = []
+    for i in range(params.width):
+        row = []
+        for n in range(params.op_index.shape[1]):
+            img = Image.fromarray(images_hwc[n])
+            for s in range(params.op_index.shape[2]):
+                if params.active[i, n, s]:
+                    img = pil_op(img, ops[params.op_index[i, n, s]], float(params.values[i, n, s]))
+            row.append(np.asarray(img))
+        out.append(np.stack(row))
+    return np.stack(out)
+
+
+def test_whole_pixel_translations_in_chains_equal_pil_exactly(images_hwc):
+    """AugMix's translations are whole pixels; chains run them as gathers, which equal PIL exactly."""
+    ops = ("translate_x", "translate_y")
+    x = torch.from_numpy(images_hwc[:16]).permute(0, 3, 1, 2).contiguous()
+    params = sample_chain_params(16, 32, severity=10, ops=ops, generator=_gen(20))
+    assert torch.equal(params.values, params.values.round()) and params.values.abs().max() > 5
+    ours = (apply_chains(x, params) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
+    np.testing.assert_array_equal(ours, _pil_chains(images_hwc[:16], params, ops))
+
+
+def test_chains_follow_values_changed_in_place(images_hwc):
+    """Translations made fractional after a first run are resampled, not shifted by a stale grouping."""
+    ops = ("translate_x", "translate_y")
+    x = torch.from_numpy(images_hwc[:8]).permute(0, 3, 1, 2).contiguous()
+    params = sample_chain_params(8, 32, depth=1, ops=ops, generator=_gen(21))
+    apply_chains(x, params)
+    params.values.add_(0.5)
+    ours = (apply_chains(x, params) * 255).round().permute(0, 1, 3, 4, 2).numpy()
+    diff = np.abs(ours - _pil_chains(images_hwc[:8], params, ops))
+    assert diff.max() <= 1 and diff.mean() < 0.05
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

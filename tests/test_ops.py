@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from augmax_lib.ops import OPS_ALL, OPS_AUGMIX, apply_op
+from augmax_lib.ops import OPS_ALL, OPS_AUGMIX, apply_op, shift_pixels
 from reference.pil_augmix import pil_op
 
 N = 48
@@ -83,6 +83,14 @@ def test_integer_translations_are_exact_shifts(images_hwc):
     assert torch.equal(out[0, :, :, :-3], x[0, :, :, 3:]) and (out[0, :, :, -3:] == 0).all()
     assert torch.equal(out[1, :, :, 2:], x[1, :, :, :-2]) and (out[1, :, :, :2] == 0).all()
     assert torch.equal(out[2], x[2])
+
+
+@pytest.mark.parametrize("name", ["translate_x", "translate_y"])
+def test_whole_pixel_shifts_equal_pil_translations_exactly(images_hwc, name):
+    values = np.random.default_rng(6).integers(-11, 12, N).astype(np.float32)
+    x = torch.from_numpy(images_hwc).permute(0, 3, 1, 2).contiguous()
+    ours = shift_pixels(x, torch.from_numpy(values), dim=-1 if name == "translate_x" else -2)
+    np.testing.assert_array_equal(ours.permute(0, 2, 3, 1).numpy(), _pil_batch(images_hwc, name, values))
 
 
 def test_grayscale_images_are_supported(images_hwc):

@@ -36,7 +36,8 @@ def op_group(name: str) -> tuple[int, int]:
 
 
 def whole_value_group(name: str) -> int:
-    """The kernel group that runs op ``name`` when its value is a whole number (a cheaper exact kernel, or its usual one)."""
+    """The kernel group that runs op ``name`` when its value is a whole number: a cheaper exact kernel
+    (translations: a gather), or its usual one."""
     if name in ("translate_x", "translate_y"):
         return KERNEL_GROUPS.index("shift_" + name[-1])
     return op_group(name)[0]
