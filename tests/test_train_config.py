@@ -263,3 +263,16 @@ def test_resume_may_change_evaluation_settings_but_not_training_ones():
     changed_train = validate({"train": {"batch_size": 64}})
     assert config_mismatches(saved, changed_eval) == []
     assert [m.split(":")[0] for m in config_mismatches(saved, changed_train)] == ["train.batch_size"]
+
+
+def test_profile_per_method_options_reach_only_that_method(tmp_path):
+    profile = tmp_path / "p.yaml"
+    profile.write_text("train: {epochs: 2}\nper_method: {augmax: {steps: 5}, pgdat: {steps: 3}}\n")
+    augmax = load_config(CONFIGS / "cifar10" / "resnet18_augmax_dubin.yaml", profile=str(profile))
+    normal = load_config(CONFIGS / "cifar10" / "resnet18_normal.yaml", profile=str(profile))
+    assert augmax["method"]["steps"] == 5 and augmax["train"]["epochs"] == 2
+    assert normal["method"] == {"name": "normal"} and normal["train"]["epochs"] == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("per_method: {augmox: {steps: 5}}\n")
+    with pytest.raises(ConfigError, match="augmox"):
+        load_config(CONFIGS / "cifar10" / "resnet18_normal.yaml", profile=str(bad))

@@ -393,15 +393,27 @@ def load_config(path: str | Path | None = None, profile: str | None = None,
                 overrides: Iterable[str] = (), base: Mapping | None = None) -> dict:
     """Read a config file (or start from ``base``), apply a profile overlay and ``--set`` overrides, validate.
 
-    Order: file (or ``base``) < profile < overrides. A profile overlay never changes ``method``: its keys are
-    generic (data size, width, epochs), so one profile fits every paper row.
+    Order: file (or ``base``) < profile < overrides. A profile's keys are generic (data size, width, epochs),
+    so one profile fits every paper row; method options go under ``per_method: {<method name>: {...}}`` and
+    reach only the configs of that method.
     """
     raw = _read_yaml(Path(path), "config") if path is not None else copy.deepcopy(dict(base or {}))
     if profile:
-        overlay = load_profile(profile, Path(path) if path is not None else None)
+        overlay = dict(load_profile(profile, Path(path) if path is not None else None))
         if "method" in overlay:
-            raise ConfigError(f"profile {profile!r}: a profile may not set method options (they differ per method)")
+            raise ConfigError(f"profile {profile!r}: a profile may not set method options (they differ per method); "
+                              f"put them under per_method: {{<method name>: {{...}}}}")
+        per_method = overlay.pop("per_method", None) or {}
+        if not isinstance(per_method, Mapping) or not all(isinstance(v, Mapping) for v in per_method.values()):
+            raise ConfigError(f"profile {profile!r}: per_method must map method names to option mappings")
+        unknown = sorted(set(per_method) - set(METHODS))
+        if unknown:
+            raise ConfigError(f"profile {profile!r}: per_method names unknown method(s) {unknown}; "
+                              f"expected names from {list(METHODS)}")
         raw = merge(raw, overlay)
+        name = (raw.get("method") or {}).get("name", SCHEMA["method"]["name"].default)
+        if name in per_method:
+            raw = merge(raw, {"method": per_method[name]})
     raw = apply_overrides(raw, overrides)
     return validate(raw)
 
