@@ -159,7 +159,9 @@ class Run:
         results = self.results or {}
         prov = results.get("provenance", {})
         epochs = len(self.log)
-        return (f"{self.name} [{self.profile} profile, {self.data_source}, seed {self.seed}, "
+        m = self.config["model"]
+        return (f"{self.name} ({m['name']}-{m['norm']}, {self.config['method']['name']}) "
+                f"[{self.profile} profile, {self.data_source}, seed {self.seed}, "
                 f"{epochs}/{self.config['train']['epochs']} epochs, "
                 f"{results.get('num_train_images', '?')} training images, trained on {prov.get('device_name', '?')}]")
 

@@ -220,5 +220,5 @@ def frame_grid(frames: Sequence[Sequence], row_labels: Sequence[str], col_labels
 
 def _png(image) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="png", compress_level=9)
+    image.save(buffer, format="png")
     return buffer.getvalue()
