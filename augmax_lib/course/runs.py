@@ -234,15 +234,16 @@ def evaluate_run(run: Run, eval_images: Optional[int] = -1, *, generate_corrupti
                  skip=(), batch_size: int = 500, progress: bool = True) -> dict:
     """Evaluate the run's best model (augmax_lib.evaluate.evaluate_model) and write ``evaluation/results.json``.
 
-    ``eval_images``: test images to use (-1: the profile's :data:`EVAL_IMAGES`; None: all). Corruptions are
+    ``eval_images``: test images to use (-1: the config's ``eval.images_per_set``, else the profile's
+    :data:`EVAL_IMAGES`; None: all). Corruptions are
     generated on the fly when the published files are absent. Returns the evaluation dict.
     """
     from augmax_lib.data import BENCHMARK_CORRUPTIONS, ImageSet, has_corrupted, load_dataset
     from augmax_lib.evaluate import evaluate_model, provenance, write_json_atomic
 
     d = run.config["data"]
-    if eval_images == -1:
-        eval_images = EVAL_IMAGES.get(run.profile)
+    if eval_images == -1:  # the config's eval.images_per_set (set by the quick profile), else the profile's default
+        eval_images = run.config.get("eval", {}).get("images_per_set") or EVAL_IMAGES.get(run.profile)
     options = {k: v for k, v in d["options"].items() if d["dataset"] == "synthetic" and k in ("seed", "image_size")}
     test = load_dataset(d["dataset"], "test", root=d["root"], **options)
     if isinstance(test, ImageSet):
