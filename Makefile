@@ -54,7 +54,7 @@ RESULTS_TABLES_ARGS ?=
 results: $(STAMP)
 	$(PY) -m augmax_lib sweep $(RESULTS_CONFIGS) --profile $(RESULTS_PROFILE) --seeds $(RESULTS_SEEDS) \
 		--out $(RESULTS_RUNS) --executor local --max-parallel $(RESULTS_PARALLEL) \
-		--eval-args "$(RESULTS_EVAL_ARGS)" $(RESULTS_SWEEP_ARGS)
+		--eval-args="$(RESULTS_EVAL_ARGS)" $(RESULTS_SWEEP_ARGS)
 	$(PY) -m augmax_lib tables $(RESULTS_RUNS) --export $(RESULTS_OUT) --quiet $(RESULTS_TABLES_ARGS)
 
 clean-book:

@@ -36,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key in every job, e.g. --set eval.images_per_set=1000 (repeatable)")
     parser.add_argument("--eval-args", default="", metavar="ARGS",
-                        help="further arguments of `evaluate --run` in every job, one string, e.g. "
-                             "\"--generate-corruptions --skip spatial\"")
+                        help="further arguments of `evaluate --run` in every job, one string given with '=' "
+                             "since it starts with a dash, e.g. --eval-args=\"--generate-corruptions --skip spatial\"")
     parser.add_argument("--out", default="runs", metavar="DIR", help="runs folder (default: runs)")
     parser.add_argument("--executor", default="local", choices=("local", "slurm", "debug"),
                         help="local: subprocesses on this machine; slurm: one job array; debug: in this process, "
