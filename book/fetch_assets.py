@@ -29,7 +29,10 @@ MODULES = BOOK / "node_modules"
 # MathJax loads its fonts and TeX extensions lazily, relative to its own URL: keep its folders.
 SERVED = {
     "requirejs": [("require.js", "require.js")],
-    "@jupyter-widgets/html-manager": [("dist/embed-amd.js", "embed-amd.js")],
+    # The manager's Font Awesome files, found through requirejs paths set by book/_ext/augmax_book.py.
+    "@jupyter-widgets/html-manager": [("dist/embed-amd.js", "embed-amd.js"),
+                                      *[(f"dist/*.{ext}", "html-manager") for ext in
+                                        ("woff2", "woff", "ttf", "eot", "svg")]],
     "mathjax": [("es5/tex-mml-chtml.js", "mathjax/tex-mml-chtml.js"),
                 ("es5/input", "mathjax/input"),
                 ("es5/output/chtml", "mathjax/output/chtml"),
@@ -112,6 +115,15 @@ def copy_to(static: Path) -> list[Path]:
     copied = []
     for name, items in SERVED.items():
         for src_rel, dst_rel in items:
+            if "*" in src_rel:
+                matches = sorted((MODULES / name).glob(src_rel))
+                if not matches:
+                    raise SystemExit(f"{name} has no {src_rel}: delete book/node_modules/{name} and rerun")
+                (static / "vendor" / dst_rel).mkdir(parents=True, exist_ok=True)
+                for match in matches:
+                    shutil.copy2(match, static / "vendor" / dst_rel / match.name)
+                copied.append(static / "vendor" / dst_rel)
+                continue
             src, dst = MODULES / name / src_rel, static / "vendor" / dst_rel
             if not src.exists():
                 raise SystemExit(f"{src} is missing from {name}: delete book/node_modules/{name} and rerun")

@@ -19,6 +19,18 @@ logger = logging.getLogger(__name__)
 STAGED_KEY = "augmax_book"  # notebook metadata written by book/build_book.py
 
 
+# The widget manager typesets labels with MathJax 2's `MathJax.Hub.Queue` whenever `window.MathJax`
+# exists; the book serves MathJax 3, which has no Hub. Map the call onto MathJax 3's typesetPromise.
+MATHJAX_HUB_SHIM = (
+    "(function () {"
+    " function install() { var mj = window.MathJax; if (!mj || mj.Hub) return;"
+    "  mj.Hub = {Queue: function (job) { var m = window.MathJax, el = job && job[2];"
+    "   if (m && m.typesetPromise) { ((m.startup && m.startup.promise) || Promise.resolve())"
+    "    .then(function () { return m.typesetPromise(el ? [el] : undefined); }); } }}; }"
+    " install(); document.addEventListener('DOMContentLoaded', install);"
+    "})(); ")
+
+
 def _url(asset) -> str:
     return str(getattr(asset, "filename", asset) or "")
 
@@ -40,6 +52,12 @@ def _filter_scripts(app, pagename, templatename, context, doctree):
             # Only used for widget modules embed-amd.js lacks (ours are all bundled in it): never a CDN.
             attrs["data-jupyter-widgets-cdn"] = context["pathto"]("_static/vendor/widget-modules/", 1)
             script = type(script)(script.filename, **attrs)
+            # The manager finds its fonts beside the URL requirejs gives its module: point it at _static.
+            assets = context["pathto"]("_static/vendor/html-manager", 1)
+            kept.append(type(script)(None, body=MATHJAX_HUB_SHIM + (
+                f'window.__jupyter_widgets_assets_path__ = new URL("{assets}/", document.baseURI).href; '
+                f'require.config({{paths: {{"@jupyter-widgets/html-manager/dist": '
+                f'new URL("{assets}", document.baseURI).href}}}});')))
         kept.append(script)
     context["script_files"] = kept
     for item in [*kept, *context.get("css_files", [])]:

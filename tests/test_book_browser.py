@@ -1,0 +1,207 @@
+"""The built book in a real browser (Debian's headless Chromium driven by Playwright), with every request
+outside localhost blocked: pages load without errors, images are non-empty, and the saved widgets render
+and respond to a slider with no kernel. Screenshots go to the build folder (light and dark theme)."""
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from _book import built_book
+
+CHROMIUM = os.environ.get("AUGMAX_CHROMIUM", "/usr/bin/chromium")
+INSTALL = ("install it with `sudo apt-get install -y chromium` (Debian/Ubuntu; .ci/run does this) and "
+           "`pip install playwright==1.65.2` (no `playwright install` needed)")
+
+
+def _chromium_or_skip():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip(f"Playwright is not installed: {INSTALL}")
+    path = CHROMIUM if Path(CHROMIUM).is_file() else shutil.which("chromium")
+    if not path:
+        pytest.skip(f"no Chromium at {CHROMIUM}: {INSTALL}")
+    return sync_playwright, path
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+# Every request that is not to 127.0.0.1 goes to a proxy that is not there, so it fails inside the
+# browser (no interception round trips through Python); the test records and fails on each one.
+DEAD_PROXY = {"server": "http://127.0.0.1:9", "bypass": "127.0.0.1,localhost"}
+
+
+@pytest.fixture(scope="module")
+def site():
+    """The built book served on 127.0.0.1 (a random free port) for the duration of the module."""
+    sync_playwright, chromium = _chromium_or_skip()
+    book = built_book()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(_QuietHandler, directory=str(book.html)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    shots = book.html.parents[1] / "screenshots"  # _build/test-book/screenshots
+    shots.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, proxy=DEAD_PROXY,
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                           "--disable-background-networking", "--disable-extensions"])
+        tabs = {}
+        try:
+            yield {"tab": lambda scheme="light": tabs.setdefault(scheme, _Tab(browser, base, scheme)),
+                   "base": base, "book": book, "shots": shots}
+        finally:
+            for tab in tabs.values():
+                tab.context.close()
+            browser.close()
+            server.shutdown()
+
+
+class _Tab:
+    """One browser tab (light or dark system theme) that records errors and requests leaving localhost."""
+
+    def __init__(self, browser, base, scheme):
+        self.base = base
+        self.blocked, self.errors = [], []
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme=scheme,
+                                           service_workers="block")
+        self.page = self.context.new_page()
+        self.page.on("console", self._console)
+        self.page.on("response", lambda r: r.status >= 400 and self.errors.append(f"HTTP {r.status}: {r.url}"))
+        self.page.on("pageerror", lambda e: self.errors.append(f"exception: {e}"))
+        self.page.on("request", self._request)
+
+    def _console(self, message):
+        # "Failed to load resource" repeats a failed response without its URL: the response event has it.
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            self.errors.append(f"console: {message.text}")
+
+    def _request(self, request):
+        url = request.url
+        if not (url.startswith(self.base) or urlsplit(url).scheme in ("data", "blob", "about")):
+            self.blocked.append(url)
+
+    def open(self, path):
+        self.blocked.clear()
+        self.errors.clear()
+        self.page.goto(self.base + path, wait_until="load")
+        self.page.wait_for_load_state("networkidle")
+        return self.page
+
+
+def _pages(html: Path) -> list[str]:
+    return sorted(str(p.relative_to(html)) for p in html.rglob("*.html")
+                  if p.parent.name != "_static" and p.name not in ("genindex.html", "search.html"))
+
+
+def _broken_images(page) -> list[str]:
+    page.evaluate("() => Promise.all([...document.images].map(i => i.decode().catch(() => null)))")
+    return page.evaluate("""() => [...document.images]
+        .filter(i => i.offsetParent !== null || i.closest('.widget-stack, .jupyter-widgets'))
+        .filter(i => !(i.complete && i.naturalWidth > 0 && i.naturalHeight > 0))
+        .map(i => i.currentSrc.slice(0, 120) || i.outerHTML.slice(0, 120))""")
+
+
+def test_every_page_loads_offline_without_errors(site):
+    html = site["book"].html
+    problems = []
+    tab = site["tab"]()
+    for path in _pages(html):
+        page = tab.open(path)
+        problems += [f"{path}: {e}" for e in tab.errors]
+        problems += [f"{path}: request to another host: {u}" for u in tab.blocked]
+        problems += [f"{path}: empty image {s}" for s in _broken_images(page)]
+    assert not problems, "\n".join(problems[:40])
+
+
+def _widget_pages(html: Path) -> list[str]:
+    return [p for p in _pages(html) if p.startswith("notebooks/")
+            and "application/vnd.jupyter.widget-view+json" in (html / p).read_text(encoding="utf-8")]
+
+
+def _visible_widget_images(page) -> list[str]:
+    return page.evaluate("""() => [...document.querySelectorAll('.jupyter-widgets img, .widget-image')]
+        .filter(i => i.offsetParent !== null && i.getBoundingClientRect().width > 0)
+        .map(i => i.src.slice(-200))""")
+
+
+def _move_first_control(page) -> bool:
+    """Move the first slider (arrow keys on its handle) or pick another option of the first dropdown."""
+    handle = page.locator(".jupyter-widgets .noUi-handle, .jupyter-widgets .ui-slider-handle").first
+    if handle.count():
+        handle.focus()
+        page.keyboard.press("ArrowRight")
+        return True
+    select = page.locator(".jupyter-widgets select").first
+    if select.count():
+        values = select.evaluate("s => [...s.options].map(o => o.value)")
+        if len(values) > 1:
+            select.select_option(values[1])
+            return True
+    return False
+
+
+def test_widgets_render_from_saved_state_and_respond_without_a_kernel(site):
+    html = site["book"].html
+    pages = _widget_pages(html)
+    if not pages:
+        pytest.fail("no notebook page has saved widget state: the course notebooks must save their widgets")
+    problems = []
+    tab = site["tab"]()
+    for path in pages:
+        page = tab.open(path)
+        try:
+            page.wait_for_selector(".jupyter-widgets .widget-slider, .jupyter-widgets select, "
+                                   ".jupyter-widgets .widget-image", timeout=15_000)
+        except Exception:
+            problems.append(f"{path}: no widget rendered from the saved state ({tab.errors[:3]})")
+            continue
+        before = _visible_widget_images(page)
+        if not before:
+            problems.append(f"{path}: the widgets show no image")
+            continue
+        if not _move_first_control(page):
+            problems.append(f"{path}: no slider or dropdown to move")
+            continue
+        page.wait_for_timeout(300)
+        after = _visible_widget_images(page)
+        if after == before:
+            problems.append(f"{path}: moving the first control did not change the image shown")
+        problems += [f"{path}: {e}" for e in tab.errors]
+        problems += [f"{path}: request to another host: {u}" for u in tab.blocked]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_screenshots_of_the_landing_page_and_a_widget_page(site, scheme):
+    html, shots = site["book"].html, site["shots"]
+    landing = "book/intro.html"
+    widget_pages = _widget_pages(html)
+    targets = [("landing", landing)] + ([("widgets", widget_pages[0])] if widget_pages else [])
+    tab = site["tab"](scheme)
+    for name, path in targets:
+        page = tab.open(path)
+        theme = page.evaluate("() => document.documentElement.dataset.theme")
+        assert theme == scheme, f"{path}: the page shows the {theme} theme when the system asks for {scheme}"
+        if name == "widgets":
+            page.wait_for_selector(".jupyter-widgets .widget-image, .jupyter-widgets img", timeout=15_000)
+            page.locator(".jupyter-widgets").first.scroll_into_view_if_needed()
+        out = shots / f"{name}-{scheme}.png"
+        page.screenshot(path=str(out))
+        assert out.stat().st_size > 10_000, out
+        if scheme == "dark":
+            # Text in the content area must stay light on the dark background.
+            colour = page.evaluate("""() => getComputedStyle(document.querySelector('main p, article p')).color""")
+            rgb = [int(v) for v in colour[colour.index("(") + 1:colour.index(")")].split(",")[:3]]
+            assert sum(rgb) / 3 > 150, f"{path}: body text {colour} is too dark for the dark theme"
