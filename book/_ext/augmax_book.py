@@ -19,6 +19,9 @@ logger = logging.getLogger(__name__)
 STAGED_KEY = "augmax_book"  # notebook metadata written by book/build_book.py
 
 
+# The AMD modules embed-amd.js defines (its `define("...")` names, html-manager 1.0.15).
+WIDGET_MODULES = ("base", "controls", "base7", "controls7", "html-manager")
+
 # The widget manager typesets labels with MathJax 2's `MathJax.Hub.Queue` whenever `window.MathJax`
 # exists; the book serves MathJax 3, which has no Hub. Map the call onto MathJax 3's typesetPromise.
 MATHJAX_HUB_SHIM = (
@@ -52,12 +55,14 @@ def _filter_scripts(app, pagename, templatename, context, doctree):
             # Only used for widget modules embed-amd.js lacks (ours are all bundled in it): never a CDN.
             attrs["data-jupyter-widgets-cdn"] = context["pathto"]("_static/vendor/widget-modules/", 1)
             script = type(script)(script.filename, **attrs)
-            # The manager finds its fonts beside the URL requirejs gives its module: point it at _static.
+            # Each bundled module finds its fonts beside the URL requirejs gives it (relative to the page
+            # by default): give every one a URL in _static/vendor/html-manager, where the fonts are.
             assets = context["pathto"]("_static/vendor/html-manager", 1)
+            paths = ", ".join(f'"@jupyter-widgets/{m}": a + "/{m.rsplit("/", 1)[-1]}"' for m in WIDGET_MODULES)
             kept.append(type(script)(None, body=MATHJAX_HUB_SHIM + (
-                f'window.__jupyter_widgets_assets_path__ = new URL("{assets}/", document.baseURI).href; '
-                f'require.config({{paths: {{"@jupyter-widgets/html-manager/dist": '
-                f'new URL("{assets}", document.baseURI).href}}}});')))
+                f'(function () {{ var a = new URL("{assets}", document.baseURI).href; '
+                f'window.__jupyter_widgets_assets_path__ = a + "/"; '
+                f'require.config({{paths: {{{paths}, "@jupyter-widgets/html-manager/dist": a}}}}); }})();')))
         kept.append(script)
     context["script_files"] = kept
     for item in [*kept, *context.get("css_files", [])]:
