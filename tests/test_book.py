@@ -25,10 +25,8 @@ REPO_URL = CONFIG["repository"]["url"].rstrip("/")
 REPO_PATH = urlsplit(REPO_URL).path  # /owner/name
 BRANCH = CONFIG["repository"]["branch"]
 
-# Links a reader clicks, allowed anywhere in the HTML: the repository and Colab. In <a href> only,
-# also the pages a reference points at. Everything else with a host (a script, a stylesheet, a
-# font, an image, a string in an inline script) is a CDN dependency and fails the test.
-CLICKED_HOSTS = {"doi.org", "arxiv.org", "github.com", "pypi.org"}
+# What a page loads by itself may come only from the book's own folder; the repository and Colab are
+# also allowed there (the launch buttons' URLs). Links a reader clicks (<a href>) may go anywhere.
 # URLs inside the vendored third-party bundles (_static/vendor) that no page requests, and why.
 VENDORED_EXCEPTIONS = {
     # embed-amd.js: the fallback for widget modules it does not bundle. Every page overrides it with
@@ -58,13 +56,15 @@ def _html_files(html: Path):
 
 
 class _Links(HTMLParser):
-    """Every URL-valued attribute of a page, with its tag, plus the ids it defines."""
+    """Every URL-valued attribute of a page, with its tag, the text of its scripts and styles, and its ids."""
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
-        self.refs, self.ids = [], set()
+        self.refs, self.ids, self.code = [], set(), []
+        self._in_code = False
 
     def handle_starttag(self, tag, attrs):
+        self._in_code = tag in ("script", "style")
         for name, value in attrs:
             if name == "id" and value:
                 self.ids.add(value)
@@ -74,6 +74,15 @@ class _Links(HTMLParser):
                 self.refs += [(tag, name, part.split()[0]) for part in value.split(",") if part.strip()]
             if name.startswith("data-") and value and value.startswith(("http://", "https://", "//")):
                 self.refs.append((tag, name, value))
+            if name == "style" and value:
+                self.code.append(value)
+
+    def handle_endtag(self, tag):
+        self._in_code = False
+
+    def handle_data(self, data):
+        if self._in_code:
+            self.code.append(data)
 
 
 def _parse(path: Path) -> _Links:
@@ -109,15 +118,17 @@ def test_book_references_no_cdn(book):
     """No built file makes a browser fetch anything from another host."""
     problems = []
     for path in _html_files(book.html):
+        # What a browser fetches by itself: attributes other than <a href> (a reader's click), and
+        # URLs inside scripts and styles. Text on the page (e.g. where to download a data set) is not.
         page = _parse(path)
-        clicked = {v for tag, name, v in page.refs if tag == "a" and name == "href"}
-        text = re.sub(r'xmlns(:\w+)?="[^"]*"', "", path.read_text(encoding="utf-8"))  # SVG namespaces
-        for url in set(URL.findall(text)):
-            if _allowed_anywhere(url):
+        loaded = [v for tag, name, v in page.refs if not (tag == "a" and name == "href")]
+        for code in page.code:
+            if "application/vnd.jupyter.widget-state" in code[:200]:
                 continue
-            if url in clicked and _host(url) in CLICKED_HOSTS:
-                continue
-            problems.append(f"{path.relative_to(book.html)}: {url}")
+            loaded += URL.findall(re.sub(r'xmlns(:\w+)?="[^"]*"', "", code))
+        for url in set(loaded):
+            if url.startswith(("http://", "https://", "//")) and not _allowed_anywhere(url):
+                problems.append(f"{path.relative_to(book.html)}: {url}")
     for path in sorted([*book.html.rglob("*.js"), *book.html.rglob("*.css"), *book.html.rglob("*.mjs")]):
         allowed = VENDORED_EXCEPTIONS if "vendor" in path.relative_to(book.html).parts else {}
         for url in set(URL.findall(path.read_text(encoding="utf-8", errors="replace"))):

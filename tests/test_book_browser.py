@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -125,9 +126,19 @@ def test_every_page_loads_offline_without_errors(site):
     assert not problems, "\n".join(problems[:40])
 
 
+# Saved widgets a reader can move (progress bars from tqdm are saved as widgets too, but do nothing).
+CONTROLS = {"IntSliderModel", "FloatSliderModel", "SelectionSliderModel", "DropdownModel",
+            "ToggleButtonsModel", "SelectModel", "RadioButtonsModel"}
+
+
 def _widget_pages(html: Path) -> list[str]:
-    return [p for p in _pages(html) if p.startswith("notebooks/")
-            and "application/vnd.jupyter.widget-view+json" in (html / p).read_text(encoding="utf-8")]
+    """Notebook pages whose saved widget state has a control (slider, dropdown, ...)."""
+    pages = []
+    for p in _pages(html):
+        text = (html / p).read_text(encoding="utf-8")
+        if p.startswith("notebooks/") and CONTROLS & set(re.findall(r'"model_name":\s*"(\w+)"', text)):
+            pages.append(p)
+    return pages
 
 
 def _visible_widget_images(page) -> list[str]:
