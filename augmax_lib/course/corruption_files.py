@@ -18,7 +18,8 @@ __all__ = ["quantise", "quantisation_effect", "generated_vs_published"]
 
 
 def quantise(x: torch.Tensor, rule: str) -> torch.Tensor:
-    """Float images in [0, 1] to uint8 by ``rule``: 'round' (nearest level, ours) or 'truncate' (``np.uint8``)."""
+    """Float images in [0, 1] to uint8 by ``rule``: 'round' (nearest level, the library's ``rounding="nearest"``)
+    or 'truncate' (``np.uint8``: the generators' rule and the library's default)."""
     if not x.dtype.is_floating_point:
         raise TypeError(f"x: expected float images in [0, 1], got {x.dtype}")
     scaled = x.mul(255.0).clamp(0, 255)
@@ -57,7 +58,7 @@ def _cell_generator(seed: int, corruption: str, severity: int, device) -> torch.
 
 def quantisation_effect(model, data, corruptions=None, severities=(1, 2, 3, 4, 5), *, preset: str = "cifar",
                         seed: int = 0, device=None, batch_size: int = 500, progress: bool = True) -> pd.DataFrame:
-    """Accuracy on each corrupted set quantised by rounding (ours) and by truncation (the published files').
+    """Accuracy on each corrupted set quantised by rounding and by truncation (the published files' rule and our default).
 
     ``model``: one model, or a mapping label -> model (the corrupted images are made once for all).
     Rows: (corruption, severity), with the model's label first for a mapping. Columns: ``acc_round``,
