@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from _env import commit, device_name  # noqa: E402
 from augmax_lib.data import DeviceLoader, make_synthetic  # noqa: E402
+from augmax_lib.course.step_cost import PhaseTimer  # noqa: E402
 from augmax_lib.models import build_model  # noqa: E402
 from augmax_lib.norm import route  # noqa: E402
 from augmax_lib.train.config import validate  # noqa: E402
@@ -44,26 +45,6 @@ from augmax_lib.train.methods import StepContext, get_step  # noqa: E402
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-class PhaseTimer:
-    """``phase(name)`` context manager that synchronises the device around the phase and sums its time."""
-
-    def __init__(self, device, enabled=True):
-        self.device, self.enabled, self.times = device, enabled, {}
-
-    @contextlib.contextmanager
-    def __call__(self, name):
-        if not self.enabled:
-            yield
-            return
-        sync(self.device)
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            sync(self.device)
-            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
 
 
 def make_model(args, norm, device):
