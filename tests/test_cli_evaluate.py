@@ -151,3 +151,40 @@ def test_real_loader_with_a_reference_layout_checkpoint(tmp_path, capsys):
                      "spatial", "--device", "cpu", "--quiet"])
     assert code == 0
     assert json.loads((out / "results.json").read_text())["metrics"]["sa"] == pytest.approx(expected)
+
+
+def test_images_per_set_prints_its_size_and_error_and_reaches_the_library(tmp_path, monkeypatch, capsys):
+    _stand_in(monkeypatch, [])
+    ckpt = tmp_path / "best_SA.pth"
+    torch.save(PlantedPixelModel().state_dict(), ckpt)
+    root = tmp_path / "data"
+    _write_test_batch(root, 40, wrong=8)
+    out = tmp_path / "out"
+    argv = ["--reference-checkpoint", str(ckpt), "--dataset", "cifar10", "--root", str(root), "--out", str(out),
+            "--device", "cpu", "--quiet", "--skip", "ra", "spatial", "cifar101", "--images-per-set", "20",
+            "--subset-seed", "4"]
+    with pytest.warns(UserWarning):
+        assert _run(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["images_per_set"] == 20 and results["protocol"]["subset_seed"] == 4
+    assert len(results["protocol"]["subset_indices"]) == 20
+    printed = capsys.readouterr().out
+    assert "on 20 images per set (of 40" in printed and "+-" in printed
+
+
+@pytest.mark.parametrize("flag, expected", [([], "published"), (["--no-generated-jpeg"], None)])
+def test_generated_jpeg_round_trip_is_on_unless_turned_off(tmp_path, monkeypatch, flag, expected):
+    _stand_in(monkeypatch, [])
+    ckpt = tmp_path / "best_SA.pth"
+    torch.save(PlantedPixelModel().state_dict(), ckpt)
+    seen = {}
+
+    def fake_evaluate(model, dataset, root, **kw):
+        seen.update(kw)
+        return {"dataset": dataset, "data_source": "x", "protocol": {}, "metrics": {}, "skipped": {}}
+
+    monkeypatch.setattr("augmax_lib.evaluate.evaluate_model", fake_evaluate)
+    argv = ["--reference-checkpoint", str(ckpt), "--dataset", "cifar10", "--out", str(tmp_path / "o"),
+            "--device", "cpu", "--quiet", "--generate-corruptions"] + flag
+    assert _run(argv) == 0
+    assert seen["generated_jpeg_quality"] == expected

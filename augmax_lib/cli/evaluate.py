@@ -184,6 +184,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--generate-corruptions", action="store_true",
                         help="corrupt the test set on the fly with augmax_lib.corruptions instead of reading "
                              "CIFAR-10-C style files (always so for the synthetic set)")
+    parser.add_argument("--no-generated-jpeg", dest="generated_jpeg", action="store_false",
+                        help="skip the JPEG quality-85 round trip that generated Tiny-ImageNet-C and ImageNet-C "
+                             "images get by default, as the published files were saved (recorded in results.json)")
     parser.add_argument("--spatial-k", type=int, default=10, help="draws of the worst-of-k spatial attack")
     parser.add_argument("--images-per-set", type=_positive_int, default=None, metavar="N",
                         help="evaluate on N class-balanced test images, the same in the clean set, every corrupted "
@@ -318,7 +321,8 @@ def run(args) -> int:
                                  batch_size=args.batch_size, seed=args.seed, spatial_k=args.spatial_k,
                                  corruptions=args.corruptions, generate_corruptions=args.generate_corruptions or None,
                                  input_transform=loaded.input_transform, images_per_set=images_per_set,
-                                 subset_seed=subset_seed, progress=not args.quiet)
+                                 subset_seed=subset_seed, progress=not args.quiet,
+                                 generated_jpeg_quality="published" if args.generated_jpeg else None)
     except InputError as err:  # a missing or broken data set, a bad option
         return _fail(user_message(err))
     results["model"] = loaded.info
