@@ -185,6 +185,8 @@ def test_dubin_channels_last_and_bf16_autocast(x6):
     x_cl = x6.clone().to(memory_format=torch.channels_last).requires_grad_(True)
     y_cl = DuBIN(6).train()(x_cl)
     torch.testing.assert_close(y_cl, reference, rtol=1e-5, atol=1e-5)
+    # The output keeps the input's layout (the next conv and ReLU would otherwise mix layouts).
+    assert y_cl.is_contiguous(memory_format=torch.channels_last) and reference.is_contiguous()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = layer(x.to(torch.bfloat16))
     assert y.dtype == torch.bfloat16

@@ -276,3 +276,30 @@ def test_profile_per_method_options_reach_only_that_method(tmp_path):
     bad.write_text("per_method: {augmox: {steps: 5}}\n")
     with pytest.raises(ConfigError, match="augmox"):
         load_config(CONFIGS / "cifar10" / "resnet18_normal.yaml", profile=str(bad))
+
+
+def test_profile_per_model_and_ablation_budget_reach_only_their_configs(tmp_path):
+    profile = tmp_path / "p.yaml"
+    profile.write_text("model: {width: 16}\ntrain: {epochs: 6}\nper_model: {wrn40_2: {width: 4}}\n"
+                       "ablations: {train: {epochs: 3}, eval: {images_per_set: 500}}\n")
+    main_resnet = load_config(CONFIGS / "cifar10" / "resnet18_normal.yaml", profile=str(profile))
+    main_wrn = load_config(CONFIGS / "cifar10" / "wrn40_2_normal.yaml", profile=str(profile))
+    table8_wrn = load_config(CONFIGS / "ablation_norm" / "cifar10_wrn40_2_augmix_bn.yaml", profile=str(profile))
+    table10 = load_config(CONFIGS / "ablation_strategy" / "cifar100_resnet18_fat.yaml", profile=str(profile))
+    assert (main_resnet["model"]["width"], main_resnet["train"]["epochs"]) == (16, 6)
+    assert main_resnet["eval"]["images_per_set"] is None
+    assert (main_wrn["model"]["width"], main_wrn["train"]["epochs"]) == (4, 6)
+    assert (table8_wrn["model"]["width"], table8_wrn["train"]["epochs"], table8_wrn["eval"]["images_per_set"]) \
+        == (4, 3, 500)
+    assert (table10["model"]["width"], table10["train"]["epochs"]) == (16, 3)
+    # --set still wins over every part of the profile.
+    override = load_config(CONFIGS / "ablation_strategy" / "cifar100_resnet18_fat.yaml", profile=str(profile),
+                           overrides=["train.epochs=1"])
+    assert override["train"]["epochs"] == 1
+    for text, needle in (("per_model: {wrn50: {width: 4}}\n", "wrn50"),
+                         ("ablations: {method: {steps: 1}}\n", "ablations"),
+                         ("ablations: [1]\n", "ablations")):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=needle):
+            load_config(CONFIGS / "cifar10" / "resnet18_normal.yaml", profile=str(bad))

@@ -389,13 +389,31 @@ def apply_overrides(raw: Mapping, overrides: Iterable[str]) -> dict:
     return out
 
 
+def _profile_section(overlay: dict, key: str, profile: str, names, what: str) -> dict:
+    """Pop ``overlay[key]`` (a mapping from ``what`` names to option mappings), checking it."""
+    section = overlay.pop(key, None) or {}
+    if not isinstance(section, Mapping) or not all(isinstance(v, Mapping) for v in section.values()):
+        raise ConfigError(f"profile {profile!r}: {key} must map {what} names to option mappings")
+    unknown = sorted(set(section) - set(names))
+    if unknown:
+        raise ConfigError(f"profile {profile!r}: {key} names unknown {what}(s) {unknown}; expected names from {list(names)}")
+    return dict(section)
+
+
+def is_ablation(raw: Mapping) -> bool:
+    """Whether a (raw) config is a row of one of the paper's ablation tables (its ``paper.table`` says so)."""
+    table = (raw.get("paper") or {}).get("table") or ""
+    return "ablation" in str(table).lower()
+
+
 def load_config(path: str | Path | None = None, profile: str | None = None,
                 overrides: Iterable[str] = (), base: Mapping | None = None) -> dict:
     """Read a config file (or start from ``base``), apply a profile overlay and ``--set`` overrides, validate.
 
     Order: file (or ``base``) < profile < overrides. A profile's keys are generic (data size, width, epochs),
-    so one profile fits every paper row; method options go under ``per_method: {<method name>: {...}}`` and
-    reach only the configs of that method.
+    so one profile fits every paper row. Within the profile, ``per_model: {<model name>: {...}}`` sets model
+    options of one backbone, ``ablations: {...}`` overlays the rows of the ablation tables (a smaller budget),
+    and ``per_method: {<method name>: {...}}`` sets method options of one method.
     """
     raw = _read_yaml(Path(path), "config") if path is not None else copy.deepcopy(dict(base or {}))
     if profile:
@@ -403,14 +421,19 @@ def load_config(path: str | Path | None = None, profile: str | None = None,
         if "method" in overlay:
             raise ConfigError(f"profile {profile!r}: a profile may not set method options (they differ per method); "
                               f"put them under per_method: {{<method name>: {{...}}}}")
-        per_method = overlay.pop("per_method", None) or {}
-        if not isinstance(per_method, Mapping) or not all(isinstance(v, Mapping) for v in per_method.values()):
-            raise ConfigError(f"profile {profile!r}: per_method must map method names to option mappings")
-        unknown = sorted(set(per_method) - set(METHODS))
-        if unknown:
-            raise ConfigError(f"profile {profile!r}: per_method names unknown method(s) {unknown}; "
-                              f"expected names from {list(METHODS)}")
+        per_method = _profile_section(overlay, "per_method", profile, METHODS, "method")
+        from augmax_lib.models import list_models  # the models package imports this module's neighbours
+        per_model = _profile_section(overlay, "per_model", profile, list_models(), "model")
+        ablations = overlay.pop("ablations", None) or {}
+        if not isinstance(ablations, Mapping) or {"method", "per_method", "per_model"} & set(ablations):
+            raise ConfigError(f"profile {profile!r}: ablations must be a mapping of config sections (data, model, "
+                              f"train, eval), without method options")
         raw = merge(raw, overlay)
+        model = (raw.get("model") or {}).get("name", SCHEMA["model"]["name"].default)
+        if model in per_model:
+            raw = merge(raw, {"model": per_model[model]})
+        if ablations and is_ablation(raw):
+            raw = merge(raw, ablations)
         name = (raw.get("method") or {}).get("name", SCHEMA["method"]["name"].default)
         if name in per_method:
             raw = merge(raw, {"method": per_method[name]})
