@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -70,6 +71,9 @@ def run_all(notebooks: list[Path], profile: str, out: Path, runs_dir: Optional[P
     """Execute ``notebooks`` in order into ``out``; returns one :class:`Outcome` per notebook."""
     import papermill as pm
 
+    # No progress bars in the saved pages: in a kernel each is a widget, and papermill keeps the state of every
+    # widget it saw (closed ones too). The kernel inherits this process's environment; a user's value is kept.
+    os.environ.setdefault("AUGMAX_PROGRESS", "off")
     out.mkdir(parents=True, exist_ok=True)
     runs_dir = Path(runs_dir).resolve() if runs_dir is not None else (ROOT / "runs").resolve()
     parameters = {"profile": profile, "runs_dir": str(runs_dir)}

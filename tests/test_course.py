@@ -128,6 +128,14 @@ def test_evaluate_writes_the_evaluation_once(trained, monkeypatch):
     assert ev["eval_images"] == 20 and ev["profile"] == "smoke"
     assert set(ev["metrics"]["corruption_accuracy"]) == {"brightness", "contrast"}
     assert first.evaluation == ev
+    # The protocol of `evaluate --run`: 2 images of each of the 10 classes, and the numerics recorded.
+    from augmax_lib.data import load_dataset
+
+    labels = load_dataset("synthetic", "test", **{k: v for k, v in run.config["data"]["options"].items()
+                                                   if k in ("seed", "image_size")}).labels
+    picked = labels[torch.tensor(ev["protocol"]["subset_indices"])]
+    assert torch.bincount(picked, minlength=10).tolist() == [2] * 10
+    assert ev["protocol"]["numerics"]["precision"] == run.config["eval"]["precision"]
 
 
 def test_resolve_falls_back_to_synthetic_loudly(tmp_path, capsys):
@@ -142,6 +150,22 @@ def test_resolve_falls_back_to_synthetic_loudly(tmp_path, capsys):
     assert len(set(labels.tolist())) == 10  # one image per class first
     with pytest.raises(ValueError, match="profile"):
         params.resolve("fast", None, "cpu")
+
+
+def test_resolve_synthetic_asked_for_runs_cifar10_configs_on_synthetic_data(capsys):
+    setup = params.resolve("smoke", None, "cpu", dataset="synthetic")
+    assert "NOT FOUND" not in capsys.readouterr().out and not setup.fallback
+    assert (setup.dataset, setup.requested_dataset) == ("synthetic", "cifar10")
+    assert "data.dataset=synthetic" in setup.overrides and f"data.options.n={params.SMOKE_SYNTHETIC_N}" in setup.overrides
+
+
+def test_quick_profile_note_reads_the_profile_file():
+    from augmax_lib.train.config import load_profile
+
+    quick = load_profile("quick")
+    note = params._profile_note("quick")
+    assert f"{quick['data']['train_size']} training images" in note and f"{quick['train']['epochs']} epochs" in note
+    assert f"{quick['eval']['images_per_set']} test images per set" in note
 
 
 def test_to_uint8_hwc_matches_numpy():
@@ -185,6 +209,7 @@ def test_frame_slider_links_the_slider_to_the_stack_in_javascript():
 
     fw = widgets.frame_slider(frames, [f"step {i}" for i in range(5)], description="step", min_height=8)
     assert isinstance(fw.control, w.IntSlider) and (fw.control.min, fw.control.max) == (0, 4)
+    assert not fw.control.readout  # it would count from 0; the label line names the frame
     assert isinstance(fw.stack, w.Stack) and len(fw.stack.children) == 5
     links = [link for link in fw.links if link.target[0] is fw.stack]
     assert len(links) == 1 and isinstance(links[0], Link)  # jslink: a widget on the JavaScript side
@@ -206,6 +231,7 @@ def test_frame_picker_and_grid():
     assert fw.links[0].source == (fw.control, "index")
     grid = widgets.frame_grid([[f, f] for f in frames], ["r0", "r1", "r2"], ["s1", "s2"], "row", "col")
     picker, slider = grid.controls
+    assert not slider.readout  # "col s1" is shown by the label line, not a 0-based count
     outer = grid.stack
     assert len(outer.children) == 3 and all(len(inner.children) == 2 for inner in outer.children)
     targets = {id(link.target[0]) for link in grid.links if link.source == (slider, "value")}
@@ -213,3 +239,21 @@ def test_frame_picker_and_grid():
     assert any(link.source == (picker, "index") and link.target[0] is outer for link in grid.links)
     with pytest.raises(ValueError, match="labels"):
         widgets.frame_slider(frames, ["only one"])
+
+
+def test_a_finished_sweep_run_of_the_same_config_is_used(tmp_path):
+    from augmax_lib.train.config import load_config
+
+    path, name = runs.find_config(CONFIG)
+    cfg = load_config(path, "smoke", ["train.seed=1", "train.device=cpu"])
+    own = runs.run_dir(name, "smoke", 1, tmp_path)
+    swept = tmp_path / "smoke" / cfg["name"] / "seed1"  # where `sweep --out runs/smoke` writes
+    assert runs._swept_instead(own, tmp_path, "smoke", 1, cfg) == own  # nothing swept
+    swept.mkdir(parents=True)
+    (swept / "results.json").write_text(json.dumps({"config": {**cfg, "train": {**cfg["train"], "device": "auto"}}}))
+    assert runs._swept_instead(own, tmp_path, "smoke", 1, cfg) == swept  # the device does not change a run
+    other = {**cfg, "train": {**cfg["train"], "epochs": cfg["train"]["epochs"] + 1}}
+    assert runs._swept_instead(own, tmp_path, "smoke", 1, other) == own  # another config: train our own
+    own.mkdir(parents=True)
+    (own / "last.pt").write_bytes(b"partial")
+    assert runs._swept_instead(own, tmp_path, "smoke", 1, cfg) == own  # our own partial run is resumed

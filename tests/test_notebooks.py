@@ -97,6 +97,9 @@ def test_widget_state_is_saved(executed, name):
         stacks = [m for m in state.values() if m.get("model_name") == "StackModel"]
         links = [m for m in state.values() if m.get("model_name") == "LinkModel"]
         assert not stacks or links, f"{name}: a Stack without a jslink: a static page could not switch frames"
+        # Batch runs hide progress bars (AUGMAX_PROGRESS=off): a tqdm widget left in the saved state is dead weight.
+        bars = [m for m in state.values() if m.get("model_name") == "FloatProgressModel"]
+        assert not bars, f"{name}: {len(bars)} progress-bar widgets saved into the page"
 
 
 @pytest.mark.slow

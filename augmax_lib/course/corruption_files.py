@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from augmax_lib._progress import tqdm
 
 from augmax_lib._checks import to_float
 

@@ -23,8 +23,6 @@ SMOKE_SYNTHETIC_N = 400
 _PROFILE_NOTES = {
     "smoke": "SMOKE profile: tiny data, a width-8 model, one epoch. It checks that the notebook runs; "
              "every number below is meaningless.",
-    "quick": "QUICK profile: 5000 training images, width-16 models, 5 epochs on a CPU. Real but small-scale "
-             "results: they show the methods differ in kind, not the paper's numbers.",
     "full": "FULL profile: the paper's settings (200 epochs, full width); meant for a GPU.",
 }
 
@@ -35,7 +33,7 @@ class Setup:
 
     profile: str
     dataset: str                 # the data set actually used (``synthetic`` after a fallback)
-    requested_dataset: str
+    requested_dataset: str       # the data set whose configs the runs use (cifar10 when synthetic was asked for)
     data_root: Optional[str]
     device: torch.device
     seed: int = 0
@@ -73,8 +71,14 @@ class Setup:
 
     @property
     def eval_images(self) -> Optional[int]:
-        """How many test images this profile evaluates on (None: all)."""
-        return EVAL_IMAGES.get(self.profile)
+        """Test images per set this profile evaluates on (its ``eval.images_per_set``, else EVAL_IMAGES; None: all)."""
+        from augmax_lib.train.config import ConfigError, load_profile
+
+        try:
+            own = (load_profile(self.profile).get("eval") or {}).get("images_per_set")
+        except ConfigError:
+            own = None
+        return own or EVAL_IMAGES.get(self.profile)
 
     def run(self, config, *, evaluate: bool = False, overrides=(), progress: bool = True) -> Run:
         """:func:`get_run` of ``config`` with this notebook's profile, data, device, seed and runs folder."""
@@ -141,7 +145,10 @@ def resolve(profile: str = "quick", data_root=None, device=None, *, dataset: str
         raise ValueError(f"device: {device!r} asked for CUDA, but torch sees no CUDA device; use 'cpu' or 'auto'")
     problem = _find_problem(dataset, root)
     used = "synthetic" if problem else dataset
-    setup = Setup(str(profile), used, dataset, root, dev, int(seed), str(runs_dir), model,
+    # The synthetic set has no configs of its own: its runs are CIFAR-10's configs with data.dataset=synthetic
+    # (Setup.overrides adds it), whether it was asked for or fallen back to.
+    configs_of = "cifar10" if dataset == "synthetic" else dataset
+    setup = Setup(str(profile), used, configs_of, root, dev, int(seed), str(runs_dir), model,
                   fallback_reason=problem)
     setup.source = setup.data("test").source
     if announce:
@@ -149,10 +156,24 @@ def resolve(profile: str = "quick", data_root=None, device=None, *, dataset: str
     return setup
 
 
+def _profile_note(profile: str) -> str:
+    """One line on what ``profile`` trains, read from its file for ``quick`` (so it never goes stale)."""
+    if profile != "quick":
+        return _PROFILE_NOTES.get(profile, f"custom profile {profile!r}")
+    from augmax_lib.train.config import load_profile
+
+    p = load_profile(profile)
+    data, train, evaluation = p.get("data", {}), p.get("train", {}), p.get("eval", {})
+    return (f"QUICK profile: {data.get('train_size')} training images, {train.get('epochs')} epochs, width-"
+            f"{p.get('model', {}).get('width')} ResNet18 on a CPU, robustness on {evaluation.get('images_per_set')} "
+            f"test images per set (the ablation rows: a smaller budget, see configs/profiles/quick.yaml). Real but "
+            f"small-scale results: they show how the methods differ, not the paper's numbers.")
+
+
 def _announce(setup: Setup) -> None:
     lines = [f"profile: {setup.profile} | data: {setup.source} | device: {setup.device} | seed: {setup.seed} | "
              f"runs: {setup.runs_dir}/{setup.profile}/",
-             _PROFILE_NOTES.get(setup.profile, f"custom profile {setup.profile!r}")]
+             _profile_note(setup.profile)]
     if setup.fallback:
         banner = ["!" * 100, f"!!! {setup.requested_dataset} NOT FOUND."]
         banner += [f"!!! {line}" for line in setup.fallback_reason.splitlines()]

@@ -1,7 +1,9 @@
 """Shared training runs for the notebooks: load a finished run, resume a partial one, train a missing one.
 
 A run of config ``cifar10/resnet18_normal`` in profile ``quick`` with seed 0 lives in
-``runs/quick/cifar10/resnet18_normal/seed0/`` (the folder ``python -m augmax_lib train`` writes). Every
+``runs/quick/cifar10/resnet18_normal/seed0/``; a finished run of the same config that
+``python -m augmax_lib sweep --out runs/quick`` made (``runs/quick/cifar10_resnet18_normal/seed0/``) is used
+instead when that folder is empty, so ``make results`` then ``make book`` trains nothing twice. Every
 notebook that asks for the same (config, profile, seed, overrides) gets the same folder, so a book build
 trains each model once, and a run interrupted half-way continues from its ``last.pt``.
 """
@@ -23,8 +25,8 @@ __all__ = ["CONFIGS_DIR", "EVAL_IMAGES", "Run", "get_run", "find_config", "run_d
 
 # configs/ of the source tree (profiles/ sits inside it).
 CONFIGS_DIR = PROFILES_DIR.parent
-# Test images each profile evaluates on (None: the whole test set); the same class-mixed subset for every model.
-EVAL_IMAGES = {"smoke": 200, "quick": 2000, "full": None}
+# Test images per set of a profile whose file sets no eval.images_per_set (None: the whole test set).
+EVAL_IMAGES = {"smoke": 200, "quick": 1000, "full": None}
 
 
 def default_device() -> torch.device:
@@ -192,12 +194,27 @@ def get_run(config, *, profile: str = "quick", runs_dir="runs", seed: int = 0, o
     extra = [f"train.seed={int(seed)}", f"train.device={device}", f"train.progress={'true' if progress else 'false'}"]
     cfg = load_config(path, profile, overrides + extra)
     folder = run_dir(name, profile, seed, runs_dir, computed)
+    if not computed:
+        folder = _swept_instead(folder, runs_dir, profile, seed, cfg)
     with _lock(folder):
         action = _ensure_trained(cfg, folder)
         run = Run(folder, cfg, str(profile), int(seed), device, action)
         if evaluate and run.evaluation is None:
             evaluate_run(run, progress=progress)
     return run
+
+
+def _swept_instead(folder: Path, runs_dir, profile: str, seed: int, cfg: dict) -> Path:
+    """The folder ``python -m augmax_lib sweep --out runs_dir/<profile>`` wrote for this run, when it finished
+    with the same config and the notebooks' own folder holds nothing yet; else ``folder``."""
+    swept = Path(runs_dir) / str(Path(profile).stem) / cfg["name"] / f"seed{int(seed)}"
+    if swept == folder or (folder / "results.json").is_file() or (folder / "last.pt").is_file():
+        return folder
+    try:
+        saved = json.loads((swept / "results.json").read_text()).get("config", {})
+    except (OSError, ValueError):
+        return folder
+    return swept if not config_mismatches(saved, cfg) else folder
 
 
 def _ensure_trained(cfg: dict, folder: Path) -> str:
@@ -222,44 +239,45 @@ def _ensure_trained(cfg: dict, folder: Path) -> str:
     return "trained"
 
 
-def _eval_subset(test, n: Optional[int], seed: int):
-    if n is None or n >= len(test):
-        return test
-    # The same images for every model of a profile: a fixed permutation, independent of the run's seed.
-    index = torch.randperm(len(test), generator=torch.Generator().manual_seed(1000 + seed))[:n]
-    return test.subset(torch.sort(index).values)
-
-
 def evaluate_run(run: Run, eval_images: Optional[int] = -1, *, generate_corruptions: Optional[bool] = None,
                  skip=(), batch_size: int = 500, progress: bool = True) -> dict:
     """Evaluate the run's best model (augmax_lib.evaluate.evaluate_model) and write ``evaluation/results.json``.
 
-    ``eval_images``: test images to use (-1: the config's ``eval.images_per_set``, else the profile's
-    :data:`EVAL_IMAGES`; None: all). Corruptions are
-    generated on the fly when the published files are absent. Returns the evaluation dict.
+    ``eval_images``: test images per set, class-balanced and the same in every set (-1: the config's
+    ``eval.images_per_set``, else the profile's :data:`EVAL_IMAGES`; None: all). Numerics come from the
+    config's ``eval`` section, as in ``evaluate --run``. Corruptions are generated on the fly when the
+    published files are absent. Returns the evaluation dict.
     """
     from augmax_lib.data import BENCHMARK_CORRUPTIONS, ImageSet, has_corrupted, load_dataset
     from augmax_lib.evaluate import evaluate_model, provenance, write_json_atomic
+    from augmax_lib.evaluate.inference import numerics_record, with_numerics
 
-    d = run.config["data"]
+    d, ev = run.config["data"], run.config.get("eval", {})
     if eval_images == -1:  # the config's eval.images_per_set (set by the quick profile), else the profile's default
-        eval_images = run.config.get("eval", {}).get("images_per_set") or EVAL_IMAGES.get(run.profile)
+        eval_images = ev.get("images_per_set") or EVAL_IMAGES.get(run.profile)
     options = {k: v for k, v in d["options"].items() if d["dataset"] == "synthetic" and k in ("seed", "image_size")}
     test = load_dataset(d["dataset"], "test", root=d["root"], **options)
-    if isinstance(test, ImageSet):
-        test = _eval_subset(test, eval_images, 0)
+    if not isinstance(test, ImageSet) or (eval_images is not None and eval_images >= len(test)):
+        eval_images = None  # a lazily read set is evaluated whole; so is a request for all of it
     if generate_corruptions is None:
         published = d["dataset"] in ("cifar10", "cifar100", "tinyimagenet", "imagenet")
         generate_corruptions = not published or not all(has_corrupted(d["dataset"], c, s, d["root"])
                                                         for c in BENCHMARK_CORRUPTIONS for s in (1, 5))
         if not isinstance(test, ImageSet):
             generate_corruptions = False
+    # The protocol of `python -m augmax_lib evaluate --run`: the config's eval numerics and the same
+    # class-balanced subset (eval.subset_seed), so a notebook's numbers and a sweep's agree.
+    numerics = {"precision": ev.get("precision", "fp32"), "channels_last": bool(ev.get("channels_last", False)),
+                "compile": bool(ev.get("compile", False))}
+    model = with_numerics(run.model, **numerics)
     start = time.perf_counter()
-    results = evaluate_model(run.model, d["dataset"], d["root"], skip=skip, device=run.device,
+    results = evaluate_model(model, d["dataset"], d["root"], skip=skip, device=run.device,
                              batch_size=batch_size, seed=0, generate_corruptions=generate_corruptions,
-                             test_set=test, progress=progress)
+                             test_set=test, images_per_set=eval_images, subset_seed=int(ev.get("subset_seed") or 0),
+                             progress=progress)
+    results["protocol"]["numerics"] = numerics_record(**numerics)
     results["profile"] = run.profile
-    results["eval_images"] = len(test)
+    results["eval_images"] = results["images_per_set"]
     results["run"] = str(run.dir)
     results["wall_time_s"] = time.perf_counter() - start
     results["provenance"] = provenance(checkpoint=run.dir / "best.pt", data_source=results["data_source"],

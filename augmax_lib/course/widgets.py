@@ -154,7 +154,7 @@ def frame_slider(frames, labels: Optional[Sequence[str]] = None, description: st
     stack = w.Stack(_image_widgets([_png(p) for p in pils]), selected_index=0)
     names = _label_stack(labels, description)
     slider = w.IntSlider(value=0, min=0, max=len(frames) - 1, step=1, description=description,
-                         continuous_update=True, readout=True)
+                         continuous_update=True, readout=False)  # the label line shows the frame's own label
     links = [w.jslink((slider, "value"), (stack, "selected_index")),
              w.jslink((slider, "value"), (names, "selected_index"))]
     box = w.VBox([slider, names, stack])
@@ -198,7 +198,8 @@ def frame_grid(frames: Sequence[Sequence], row_labels: Sequence[str], col_labels
     inner = [w.Stack(_image_widgets([_png(p) for p in r]), selected_index=0) for r in pil_rows]
     outer = w.Stack(inner, selected_index=0)
     picker = w.Dropdown(options=[str(x) for x in row_labels], index=0, description=row_description)
-    slider = w.IntSlider(value=0, min=0, max=len(col_labels) - 1, description=col_description)
+    # No readout: it would count columns from 0 where the label line above the image names them ("severity 1").
+    slider = w.IntSlider(value=0, min=0, max=len(col_labels) - 1, description=col_description, readout=False)
     names = _label_stack([str(c) for c in col_labels], col_description)
     links = [w.jslink((picker, "index"), (outer, "selected_index")),
              w.jslink((slider, "value"), (names, "selected_index"))]

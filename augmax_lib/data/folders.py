@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
+from augmax_lib._progress import tqdm
 
 from .roots import DataFormatError, cache_dir
 

@@ -8,7 +8,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from augmax_lib._progress import tqdm
 
 from .folders import cached_arrays, decode_image, files_key
 from .imageset import ImageSet, from_hwc, warn_count

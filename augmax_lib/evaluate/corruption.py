@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from augmax_lib._progress import tqdm
 
 from .inference import predict
 

@@ -10,7 +10,7 @@ import contextlib
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from augmax_lib._progress import tqdm
 
 from .._checks import to_float
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from augmax_lib._progress import tqdm
 
 from .._checks import to_float
 from ..pgd import pgd_linf

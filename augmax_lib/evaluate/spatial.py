@@ -11,7 +11,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from augmax_lib._progress import tqdm
 
 from .._checks import to_float
 from .inference import eval_mode, forward, iter_batches, model_device, num_items

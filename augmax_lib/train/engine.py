@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from augmax_lib._progress import tqdm
 
 from augmax_lib._checks import to_float
 from augmax_lib.norm import dual_layers, route

@@ -1,0 +1,68 @@
+"""Does a speed setting move the quick trio's SA and RA by more than the spread between seeds?
+
+Reads two sweep folders of the same configs (``python -m augmax_lib sweep ... --out DIR``): the adopted
+setting (several seeds) and the reference numerics (fp32, at one or more of the same seeds). For each config it
+prints the adopted setting's mean and sample standard deviation over seeds, and for each reference seed the
+paired difference (reference minus adopted, same seed, same data split, same test subset) beside that spread.
+
+    python bench/precision_check.py runs/quick runs/quick-fp32 --out bench/results/precision-check.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+
+def _runs(folder: Path) -> dict:
+    """{config name: {seed: (sa %, ra %, train s, numerics)}} of every evaluated run under ``folder``."""
+    out: dict = {}
+    for path in sorted(folder.glob("*/seed*/evaluation/results.json")):
+        run = path.parent.parent
+        trained = json.loads((run / "results.json").read_text())
+        metrics = json.loads(path.read_text())["metrics"]
+        train = trained["config"]["train"]
+        numerics = f"{train['precision']}{' + channels-last' if train['channels_last'] else ''}"
+        out.setdefault(run.parent.name, {})[int(run.name[4:])] = (
+            100 * metrics["sa"], 100 * metrics["ra"], trained.get("wall_time_s"), numerics)
+    return out
+
+
+def report(adopted: Path, reference: Path) -> str:
+    a, r = _runs(adopted), _runs(reference)
+    lines = [f"adopted: {adopted}  reference: {reference}", "",
+             "| config | metric | adopted mean +- sd (seeds) | reference seed | reference | adopted, same seed | "
+             "difference | within one sd |", "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    for name in sorted(set(a) & set(r)):
+        seeds = sorted(a[name])
+        for k, metric in ((0, "SA"), (1, "RA")):
+            values = [a[name][s][k] for s in seeds]
+            mean = statistics.fmean(values)
+            sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+            for seed in sorted(set(r[name]) & set(seeds)):
+                diff = r[name][seed][k] - a[name][seed][k]
+                lines.append(f"| {name} | {metric} | {mean:.2f} +- {sd:.2f} ({len(values)}: {a[name][seeds[0]][3]}) | "
+                             f"{seed} | {r[name][seed][k]:.2f} ({r[name][seed][3]}) | {a[name][seed][k]:.2f} | "
+                             f"{diff:+.2f} | {'yes' if abs(diff) <= sd else 'NO'} |")
+    lines += ["", "Training time (s), same seed: "
+              + "; ".join(f"{name} seed {s}: {a[name][s][2]:.0f} adopted, {r[name][s][2]:.0f} reference"
+                          for name in sorted(set(a) & set(r)) for s in sorted(set(r[name]) & set(a[name])))]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("adopted", type=Path, help="sweep folder of the adopted setting (several seeds)")
+    parser.add_argument("reference", type=Path, help="sweep folder of the reference numerics (fp32)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    args = parser.parse_args(argv)
+    text = report(args.adopted, args.reference)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
