@@ -30,21 +30,29 @@ def _runs(folder: Path) -> dict:
 
 
 def report(adopted: Path, reference: Path) -> str:
+    """The comparison as a Markdown table, one line per (config, metric, reference seed)."""
     a, r = _runs(adopted), _runs(reference)
     lines = [f"adopted: {adopted}  reference: {reference}", "",
-             "| config | metric | adopted mean +- sd (seeds) | reference seed | reference | adopted, same seed | "
-             "difference | within one sd |", "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
+             "Two runs of the same config at different seeds differ by sqrt(2) sd on average; a change of numerics",
+             "that stays within that (and within the adopted seeds' range) is indistinguishable from a reseed.", "",
+             "| config | metric | adopted: mean +- sd [min, max] (seeds) | reference seed | reference | adopted, "
+             "same seed | difference | sqrt(2) sd | within |", "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for name in sorted(set(a) & set(r)):
         seeds = sorted(a[name])
         for k, metric in ((0, "SA"), (1, "RA")):
             values = [a[name][s][k] for s in seeds]
             mean = statistics.fmean(values)
             sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+            ref_values = []
             for seed in sorted(set(r[name]) & set(seeds)):
-                diff = r[name][seed][k] - a[name][seed][k]
-                lines.append(f"| {name} | {metric} | {mean:.2f} +- {sd:.2f} ({len(values)}: {a[name][seeds[0]][3]}) | "
-                             f"{seed} | {r[name][seed][k]:.2f} ({r[name][seed][3]}) | {a[name][seed][k]:.2f} | "
-                             f"{diff:+.2f} | {'yes' if abs(diff) <= sd else 'NO'} |")
+                ref = r[name][seed][k]
+                ref_values.append(ref)
+                diff = ref - a[name][seed][k]
+                inside = abs(diff) <= 2 ** 0.5 * sd and min(values) <= ref <= max(values)
+                lines.append(f"| {name} | {metric} | {mean:.2f} +- {sd:.2f} [{min(values):.2f}, {max(values):.2f}] "
+                             f"({len(values)}, {a[name][seeds[0]][3]}) | {seed} | {ref:.2f} ({r[name][seed][3]}) | "
+                             f"{a[name][seed][k]:.2f} | {diff:+.2f} | {2 ** 0.5 * sd:.2f} | "
+                             f"{'yes' if inside else 'NO'} |")
     lines += ["", "Training time (s), same seed: "
               + "; ".join(f"{name} seed {s}: {a[name][s][2]:.0f} adopted, {r[name][s][2]:.0f} reference"
                           for name in sorted(set(a) & set(r)) for s in sorted(set(r[name]) & set(a[name])))]
