@@ -257,3 +257,9 @@ def test_a_finished_sweep_run_of_the_same_config_is_used(tmp_path):
     own.mkdir(parents=True)
     (own / "last.pt").write_bytes(b"partial")
     assert runs._swept_instead(own, tmp_path, "smoke", 1, cfg) == own  # our own partial run is resumed
+
+
+def test_run_dir_names_a_repeated_override_once(tmp_path):
+    once = runs.run_dir("cifar10/resnet18_normal", "smoke", 0, tmp_path, SYNTH)
+    assert runs.run_dir("cifar10/resnet18_normal", "smoke", 0, tmp_path, SYNTH + SYNTH[:1]) == once
+    assert runs.run_dir("cifar10/resnet18_normal", "smoke", 0, tmp_path, SYNTH[::-1]) == once

@@ -86,7 +86,8 @@ def run_dir(name: str, profile: str, seed: int, runs_dir="runs", overrides: Iter
     computed, _ = _split_overrides(overrides)
     leaf = f"seed{int(seed)}"
     if computed:
-        leaf += "-" + hashlib.sha256("\n".join(sorted(computed)).encode()).hexdigest()[:8]
+        # A set: the same override given twice (a notebook's data set and a table's) names the same run.
+        leaf += "-" + hashlib.sha256("\n".join(sorted(set(computed))).encode()).hexdigest()[:8]
     return Path(runs_dir) / str(Path(profile).stem) / name / leaf
 
 
