@@ -127,12 +127,13 @@ def heatmap(table, row_labels: Optional[Sequence[str]] = None, col_labels: Optio
     ax.set_xticks(range(values.shape[1]), [str(c) for c in (col_labels or range(values.shape[1]))])
     ax.set_yticks(range(values.shape[0]), [str(r) for r in (row_labels or range(values.shape[0]))])
     if annotate:
-        lo, hi = np.nanmin(values), np.nanmax(values)
-        mid = (lo + hi) / 2
         for (r, c), v in np.ndenumerate(values):
             if np.isfinite(v):
+                # Dark text on light cells, light on dark, read from the cell's own colour (any colormap).
+                red, green, blue, _ = image.cmap(image.norm(v))
+                light = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
                 ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=7,
-                        color="black" if v > mid else "white")
+                        color="black" if light else "white")
     bar = fig.colorbar(image, ax=ax)
     if colorbar_label:
         bar.set_label(colorbar_label)
