@@ -6,7 +6,7 @@ import torch
 from .._checks import check_images, check_per_image
 from .enhance import ENHANCE_OPS, enhance
 from .geometric import GEOMETRIC_OPS, affine_coefficients, shift_pixels, warp_affine
-from .tone import TONE_OPS, apply_lut, autocontrast_luts, equalize_luts, level_index, posterize, solarize
+from .tone import TONE_OPS, autocontrast, equalize, posterize, solarize
 
 __all__ = ["OPS_AUGMIX", "OPS_ALL", "KERNEL_GROUPS", "op_group", "whole_value_group", "check_ops", "run_kernel_group",
            "apply_op"]
@@ -61,10 +61,10 @@ def run_kernel_group(x: torch.Tensor, group: int, local_index: torch.Tensor, val
     if name == "geometric":
         h, w = x.shape[-2:]
         return warp_affine(x, affine_coefficients(local_index, value, h, w))
-    if name in ("autocontrast", "equalize"):
-        levels = level_index(x)
-        lut = autocontrast_luts(levels) if name == "autocontrast" else equalize_luts(levels)
-        return apply_lut(x, lut, levels)
+    if name == "autocontrast":
+        return autocontrast(x)
+    if name == "equalize":
+        return equalize(x)
     if name in ("shift_x", "shift_y"):
         return shift_pixels(x, value, dim=-1 if name == "shift_x" else -2)
     if name == "posterize":

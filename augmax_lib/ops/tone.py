@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 __all__ = ["TONE_OPS", "level_index", "histograms", "channel_range", "autocontrast_luts", "equalize_luts",
-           "apply_lut", "posterize", "solarize"]
+           "apply_lut", "autocontrast", "equalize", "posterize", "solarize"]
 
 TONE_OPS = ("autocontrast", "equalize", "posterize", "solarize")
 
@@ -27,28 +27,36 @@ def level_index(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(n, c, -1)
 
 
-def histograms(levels: torch.Tensor) -> torch.Tensor:
-    """Per-image, per-channel 256-bin histograms (N, C, 256) int32 of ``level_index`` output."""
+def _flat_index(levels: torch.Tensor) -> torch.Tensor:
+    """``levels`` as int32 indices into the flattened (N, C, 256) tables: row (image, channel) * 256 + level.
+
+    Widening first and adding in int32 is one same-dtype pass; a uint8 + int32 add is a mixed-dtype
+    kernel, several times slower on a CPU.
+    """
     n, c, _ = levels.shape
-    hist = torch.zeros(n, c, _LEVELS, dtype=torch.int32, device=levels.device)
-    # copy_ into int64 (scatter's index type) is a fast cast where .long() on uint8 is not; an
-    # expanded ones tensor costs no memory; bincount would sync with the host on CUDA.
-    index = torch.empty(levels.shape, dtype=torch.long, device=levels.device).copy_(levels)
-    return hist.scatter_add_(2, index, torch.ones(1, 1, 1, dtype=torch.int32, device=levels.device).expand_as(index))
+    index_dtype = torch.int32 if n * c * _LEVELS < 2 ** 31 else torch.long
+    rows = torch.arange(0, n * c * _LEVELS, _LEVELS, device=levels.device, dtype=index_dtype).view(n, c, 1)
+    return levels.to(index_dtype, copy=True).add_(rows)  # copy: int32 levels of float images stay as they are
+
+
+def histograms(levels: torch.Tensor, flat: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image, per-channel 256-bin histograms (N, C, 256) int32 of ``level_index`` output.
+
+    ``flat`` is ``_flat_index(levels)`` when the caller already has it.
+    """
+    n, c, _ = levels.shape
+    flat = _flat_index(levels) if flat is None else flat
+    # index_add_ takes the int32 flat index as it is (scatter_add_ would want int64, eight bytes a
+    # pixel); an expanded ones tensor costs no memory; bincount would sync with the host on CUDA.
+    hist = torch.zeros(n * c * _LEVELS, dtype=torch.int32, device=levels.device)
+    ones = torch.ones(1, dtype=torch.int32, device=levels.device).expand(flat.numel())
+    return hist.index_add_(0, flat.view(-1), ones).view(n, c, _LEVELS)
 
 
 def channel_range(levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Lowest and highest grey level (N, C) int32 of each image channel (autocontrast needs no histogram)."""
     lo, hi = torch.aminmax(levels, dim=-1)
     return lo.to(torch.int32), hi.to(torch.int32)
-
-
-def _first_last_nonzero(hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    nonzero = hist > 0
-    levels = torch.arange(_LEVELS, device=hist.device, dtype=torch.int32)
-    lo = torch.where(nonzero, levels, _LEVELS).amin(-1)
-    hi = torch.where(nonzero, levels, -1).amax(-1)
-    return lo, hi
 
 
 # The tables are built as uint8 (every entry is a grey level): a quarter or less of the memory
@@ -84,25 +92,36 @@ def autocontrast_luts(levels: torch.Tensor) -> torch.Tensor:
     return _autocontrast_lut(*channel_range(levels))
 
 
-def equalize_luts(levels: torch.Tensor) -> torch.Tensor:
+def equalize_luts(levels: torch.Tensor, flat: torch.Tensor | None = None) -> torch.Tensor:
     """Equalize's lookup tables (N, C, 256) uint8 from ``level_index`` output (each channel's histogram)."""
-    hist = histograms(levels)
-    return _equalize_lut(hist, _first_last_nonzero(hist)[1])
+    hist = histograms(levels, flat)
+    return _equalize_lut(hist, levels.amax(-1))
 
 
-def apply_lut(x: torch.Tensor, lut: torch.Tensor, levels: torch.Tensor | None = None) -> torch.Tensor:
+def apply_lut(x: torch.Tensor, lut: torch.Tensor, levels: torch.Tensor | None = None,
+              flat: torch.Tensor | None = None) -> torch.Tensor:
     """Map each image's channels through its table ``lut`` (N, C, 256); same dtype and device out.
 
-    ``levels`` is ``level_index(x)`` when the caller already has it.
+    ``levels`` is ``level_index(x)`` and ``flat`` its ``_flat_index`` when the caller already has them.
     """
-    levels = level_index(x) if levels is None else levels
-    n, c, _ = levels.shape
-    # One flat lookup with int32 indices (table row * 256 + level): gather would want int64
-    # indices, eight bytes per pixel to write and read again.
-    index_dtype = torch.int32 if lut.numel() < 2 ** 31 else torch.long
-    rows = torch.arange(0, n * c * _LEVELS, _LEVELS, device=x.device, dtype=index_dtype).view(n, c, 1)
-    mapped = lut.reshape(-1).index_select(0, torch.add(levels, rows).view(-1)).view_as(x)
+    if flat is None:
+        flat = _flat_index(level_index(x) if levels is None else levels)
+    # One flat lookup with int32 indices: gather would want int64 ones, eight bytes a pixel.
+    mapped = lut.reshape(-1).index_select(0, flat.view(-1)).view_as(x)
     return mapped if x.dtype == torch.uint8 else _from_levels(x, mapped)
+
+
+def autocontrast(x: torch.Tensor) -> torch.Tensor:
+    """PIL's ``ImageOps.autocontrast`` (cutoff 0) on every image: each channel stretched to 0..255."""
+    levels = level_index(x)
+    return apply_lut(x, autocontrast_luts(levels), levels)
+
+
+def equalize(x: torch.Tensor) -> torch.Tensor:
+    """PIL's ``ImageOps.equalize`` on every image: each channel through its own histogram's table."""
+    levels = level_index(x)
+    flat = _flat_index(levels)
+    return apply_lut(x, equalize_luts(levels, flat), flat=flat)
 
 
 def _from_levels(x: torch.Tensor, mapped: torch.Tensor) -> torch.Tensor:
@@ -135,6 +154,8 @@ def solarize(x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     first = torch.ceil(threshold.detach())  # the lowest inverted level
     levels = _as_levels(x)
     flip = torch.ge(levels, first.clamp(0, 255).to(torch.uint8).view(-1, 1, 1, 1))
-    flip.logical_and_((first <= 255).view(-1, 1, 1, 1))
-    out = torch.where(flip, levels.bitwise_not(), levels)
+    # 255 - level is level XOR 255: an XOR mask of 255 where a pixel flips (0 in images whose threshold
+    # is above 255) takes three cheap uint8 passes, where torch.where over uint8 costs several times more.
+    inverts = torch.where(first <= 255, 255, 0).to(torch.uint8).view(-1, 1, 1, 1)
+    out = flip.view(torch.uint8).mul_(inverts).bitwise_xor_(levels)
     return out if x.dtype == torch.uint8 else _from_levels(x, out)
