@@ -30,7 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from augmax_lib._checks import InputError, user_message
 
+    from augmax_lib._malloc import keep_freed_memory
+
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # every command loops over large tensors; see augmax_lib/_malloc.py
     try:
         return int(args._run(args) or 0)
     except InputError as err:  # a bad file, folder or argument: one line, no traceback (bugs keep theirs)

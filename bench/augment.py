@@ -1,7 +1,7 @@
 """Images per second of AugMix: ours (``augmix``, per-image chains) against torchvision.transforms.v2.AugMix
 (one chain shared by the batch) and the per-image PIL pipeline with the reference semantics.
 
-    python bench/augment.py [--device cuda] [--threads 1] [--repeats 15] [--baseline DIR]
+    python bench/augment.py [--device cuda] [--threads 1] [--repeats 15] [--baseline DIR] [--default-malloc]
                             [--out bench/results/augment-cpu-1thread.txt]
 
 The contenders run interleaved, one call each per round, so that load from other processes hits
@@ -9,7 +9,9 @@ them alike; the table gives each one's median and the median over rounds of the 
 torchvision runs twice: with its default 13 ops (``all_ops=True``: the enhance ops too) and with
 ``all_ops=False``, the 9 ops AugMix uses by default, as ours does. ``--baseline DIR`` also times
 the ``augmax_lib`` found in DIR (e.g. ``git archive COMMIT augmax_lib | tar -x -C DIR``) as
-"ours before", for before/after numbers from one process.
+"ours before", for before/after numbers from one process. The process keeps freed memory as the
+library's commands do (``augmax_lib._malloc``), for every contender alike; ``--default-malloc`` leaves
+glibc's settings as they are.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _env import commit, device_name  # noqa: E402
+from augmax_lib._malloc import keep_freed_memory  # noqa: E402
 from augmax_lib.augmix import augmix  # noqa: E402
 from reference.pil_augmix import augmix_one  # noqa: E402
 
@@ -117,8 +120,11 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-large", action="store_true", help="skip the 224x224 case")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="a directory holding an older augmax_lib to time as 'ours before'")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc as it is (the library's commands keep freed memory)")
     parser.add_argument("--out", type=Path, default=None, help="also write the report (and a .json) here")
     args = parser.parse_args(argv)
+    malloc_kept = False if args.default_malloc else keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -135,13 +141,14 @@ def main(argv=None) -> int:
     meta = {"device": device_name(device), "torch": torch.__version__, "commit": commit(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "threads": torch.get_num_threads(), "repeats": args.repeats,
-            "baseline": str(args.baseline) if args.baseline else None}
+            "baseline": str(args.baseline) if args.baseline else None, "malloc_keeps_freed_memory": malloc_kept}
     names = list(rows[0]["images_per_s"])
     others = [n for n in names if n != "ours"]
     buf = io.StringIO()
     with redirect_stdout(buf):
         print(f"# AugMix throughput (images/s, median of {args.repeats} interleaved rounds; 224x224: a third)")
         print(f"device: {meta['device']} | torch {meta['torch']} | commit {meta['commit']} | {meta['date']}")
+        print(f"malloc keeps freed memory (augmax_lib._malloc): {'yes' if malloc_kept else 'no'}")
         print("ours: augmix, per-image chains (9 ops); torchvision: v2.AugMix on the whole batch (one op chain")
         print("shared by the batch), default 13 ops and all_ops=False (9 ops); PIL: per-image reference pipeline")
         print("(uint8; float batches converted outside the timing). 'ours / X': median over rounds of the ratio.")

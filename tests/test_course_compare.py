@@ -79,3 +79,17 @@ def test_plot_ours_vs_poster_draws_both_panels():
     frame = summary_frame({"A": _run(0.5, 0.4), "B": _run(0.6, 0.5)})
     fig = plot_ours_vs_poster(frame, title="t")
     assert len(fig.axes) == 2 and fig.axes[1].get_title() == "poster"
+
+
+def test_plot_ours_vs_poster_keeps_labels_of_close_points_apart():
+    import matplotlib
+    matplotlib.use("Agg")
+    # Two rows 0.1 point apart and a third far away: their labels must not print over each other.
+    frame = summary_frame({"AdvMax": _run(0.500, 0.400), "AugMax-DuBIN": _run(0.501, 0.401), "Far": _run(0.7, 0.6)})
+    fig = plot_ours_vs_poster(frame)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes[:1]:
+        boxes = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts}
+        assert set(boxes) == {"AdvMax", "AugMax-DuBIN", "Far"}
+        assert not boxes["AdvMax"].overlaps(boxes["AugMax-DuBIN"])

@@ -140,7 +140,9 @@ def plot_ours_vs_poster(frame: pd.DataFrame, labels=None, title: str = "", ours_
     labels = list(frame.index) if labels is None else list(labels)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     cmap = plt.get_cmap("tab10")
+    placed = []
     for ax, prefix, name in ((axes[0], "", ours_label), (axes[1], "paper_", "poster")):
+        points = []
         for i, (label, (_, row)) in enumerate(zip(labels, frame.iterrows())):
             xv, yv = row.get(prefix + x), row.get(prefix + y)
             if xv is None or yv is None or pd.isna(xv) or pd.isna(yv):
@@ -150,12 +152,38 @@ def plot_ours_vs_poster(frame: pd.DataFrame, labels=None, title: str = "", ours_
             ax.errorbar(xv, yv, xerr=None if xerr is None or pd.isna(xerr) else xerr,
                         yerr=None if yerr is None or pd.isna(yerr) else yerr, fmt="o", color=cmap(i % 10), ms=6,
                         capsize=3)
-            ax.annotate(str(label), (xv, yv), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            points.append((xv, yv, str(label)))
         ax.set_xlabel(f"{x.upper()} (%)")
         ax.set_ylabel(f"{y.upper()} (%)")
         ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
+        placed.append((ax, points))
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
+    for ax, points in placed:  # after the layout, so that label boxes are measured where they will be drawn
+        _annotate_apart(ax, points)
     return fig
+
+
+# Offsets (points) tried in turn for a label: beside the point first, then above and below it, left and right.
+_LABEL_OFFSETS = ((4, 4), (4, -11), (-4, 4), (-4, -11), (4, 13), (4, -20), (-4, 13), (-4, -20), (4, 22), (4, -29))
+
+
+def _annotate_apart(ax, points) -> list:
+    """Label each (x, y, text) point at the first offset whose text box overlaps no label placed before it;
+    close points (runs with nearly equal numbers) would otherwise print their labels over each other."""
+    ax.autoscale_view()
+    renderer = ax.figure.canvas.get_renderer()
+    boxes, texts = [], []
+    for xv, yv, label in sorted(points, key=lambda p: (-p[1], p[0])):
+        for dx, dy in _LABEL_OFFSETS:
+            text = ax.annotate(label, (xv, yv), textcoords="offset points", xytext=(dx, dy), fontsize=8,
+                               ha="left" if dx > 0 else "right")
+            box = text.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in boxes) or (dx, dy) == _LABEL_OFFSETS[-1]:
+                break
+            text.remove()
+        boxes.append(box)
+        texts.append(text)
+    return texts

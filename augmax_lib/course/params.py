@@ -13,6 +13,7 @@ from typing import Optional
 
 import torch
 
+from .._malloc import keep_freed_memory
 from .runs import EVAL_IMAGES, Run, default_device, get_run
 
 __all__ = ["PROFILES", "SMOKE_SYNTHETIC_N", "Setup", "resolve"]
@@ -143,6 +144,7 @@ def resolve(profile: str = "quick", data_root=None, device=None, *, dataset: str
     dev = default_device() if device in (None, "", "auto") else torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: {device!r} asked for CUDA, but torch sees no CUDA device; use 'cpu' or 'auto'")
+    keep_freed_memory()  # the notebook's kernel trains and augments as the command line does (_malloc.py)
     problem = _find_problem(dataset, root)
     used = "synthetic" if problem else dataset
     # The synthetic set has no configs of its own: its runs are CIFAR-10's configs with data.dataset=synthetic

@@ -55,45 +55,43 @@ def _inside_rows(coeffs: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
     Along an output row the sample point moves linearly, so ``0 <= u < W`` and ``0 <= v < H`` hold on
     one interval of x: two comparisons against per-row integer bounds (computed in float64, as PIL
-    computes u and v) replace four float comparisons per pixel and coordinate.
+    computes u and v) replace four float comparisons per pixel and coordinate. Both coordinates are
+    bounded in one stacked pass (M, 2, H).
     """
-    c = coeffs.to(torch.float64).unsqueeze(-1)  # (M, 6, 1)
+    c = coeffs.to(torch.float64)
+    a, b, k = c[:, 0::3].unsqueeze(-1), c[:, 1::3].unsqueeze(-1), c[:, 2::3].unsqueeze(-1)  # (M, 2, 1): u, v
     ys = torch.arange(height, device=coeffs.device, dtype=torch.float64) + 0.5
-    lo = torch.full((coeffs.shape[0], height), -math.inf, device=coeffs.device, dtype=torch.float64)
-    hi = torch.full_like(lo, math.inf)
-    for a, b, k, size in ((c[:, 0], c[:, 1], c[:, 2], width), (c[:, 3], c[:, 4], c[:, 5], height)):
-        base = b * ys + k  # coordinate at x' = 0, per row: the coordinate is a x' + base
-        # a > 0: x' in [-base / a, (size - base) / a); a < 0: x' in ((size - base) / a, -base / a].
-        # With x' = x + 0.5 and integer x: a closed bound L gives x >= ceil(L - 0.5), an open one
-        # x >= floor(L - 0.5) + 1; a closed upper bound U gives x <= floor(U - 0.5), an open one
-        # x <= ceil(U - 0.5) - 1.
-        first, second = -base / a, (size - base) / a
-        pos_lo, pos_hi = torch.ceil(first - 0.5), torch.ceil(second - 0.5) - 1
-        neg_lo, neg_hi = torch.floor(second - 0.5) + 1, torch.floor(first - 0.5)
-        flat = ((base >= 0) & (base < size)).to(torch.float64)  # a == 0: the whole row or none of it
-        flat_lo, flat_hi = torch.where(flat > 0, -math.inf, math.inf), torch.where(flat > 0, math.inf, -math.inf)
-        lo = torch.maximum(lo, torch.where(a > 0, pos_lo, torch.where(a < 0, neg_lo, flat_lo)))
-        hi = torch.minimum(hi, torch.where(a > 0, pos_hi, torch.where(a < 0, neg_hi, flat_hi)))
+    size = torch.tensor([float(width), float(height)], device=coeffs.device, dtype=torch.float64).view(1, 2, 1)
+    base = torch.addcmul(k, b, ys)  # the coordinate at x' = 0, per row: the coordinate is a x' + base
+    # a > 0: x' in [-base / a, (size - base) / a); a < 0: x' in ((size - base) / a, -base / a].
+    # With x' = x + 0.5 and integer x: a closed bound L gives x >= ceil(L - 0.5), an open one
+    # x >= floor(L - 0.5) + 1; a closed upper bound U gives x <= floor(U - 0.5), an open one
+    # x <= ceil(U - 0.5) - 1.
+    first = (-base).div_(a).sub_(0.5)
+    second = (size - base).div_(a).sub_(0.5)
+    inf = torch.full((), math.inf, device=coeffs.device, dtype=torch.float64)
+    flat = (base >= 0) & (base < size)  # a == 0: the whole row or none of it
+    lo = torch.where(a > 0, torch.ceil(first),
+                     torch.where(a < 0, torch.floor(second).add_(1), torch.where(flat, -inf, inf)))
+    hi = torch.where(a > 0, torch.ceil(second).sub_(1),
+                     torch.where(a < 0, torch.floor(first), torch.where(flat, inf, -inf)))
     # Bounds as float32 are exact for any integer an image row can hold.
+    lo = lo.amax(1).clamp_(-1, width).to(torch.float32).unsqueeze(-1)
+    hi = hi.amin(1).clamp_(-1, width).to(torch.float32).unsqueeze(-1)
     xs = torch.arange(width, device=coeffs.device, dtype=torch.float32)
-    lo = lo.clamp(-1, width).to(torch.float32).unsqueeze(-1)
-    hi = hi.clamp(-1, width).to(torch.float32).unsqueeze(-1)
     return (xs >= lo).logical_and_(xs <= hi)  # (M, H, W) bool
 
 
 def _normalised_grid(coeffs: torch.Tensor, height: int, width: int, dtype: torch.dtype) -> torch.Tensor:
-    """grid_sample's grid (M, H, W, 2) for PIL coefficients: ``2u/W - 1``, ``2v/H - 1``, one pass each."""
+    """grid_sample's grid (M, H, W, 2) for PIL coefficients: ``2u/W - 1``, ``2v/H - 1``, in one pass."""
     c = coeffs.to(dtype)
     xs = torch.arange(width, device=coeffs.device, dtype=dtype) + 0.5
     ys = torch.arange(height, device=coeffs.device, dtype=dtype) + 0.5
-    grid = torch.empty(coeffs.shape[0], height, width, 2, device=coeffs.device, dtype=dtype)
-    for k, size in ((0, width), (1, height)):
-        a, b, t = c[:, 3 * k: 3 * k + 3].unbind(1)
-        scale = 2.0 / size
-        row = (a * scale).unsqueeze(1) * xs + (t * scale - 1).unsqueeze(1)  # (M, W): depends on x only
-        col = (b * scale).unsqueeze(1) * ys  # (M, H): depends on y only
-        torch.add(row.unsqueeze(1), col.unsqueeze(2), out=grid[..., k])
-    return grid
+    scale = torch.tensor([2.0 / width, 2.0 / height], device=coeffs.device, dtype=dtype)
+    a, b, t = c[:, 0::3], c[:, 1::3], c[:, 2::3]  # (M, 2) each: the u and v rows of the affine map
+    row = (a * scale).unsqueeze(1) * xs.view(1, -1, 1) + (t * scale - 1).unsqueeze(1)  # (M, W, 2): x only
+    col = (b * scale).unsqueeze(1) * ys.view(1, -1, 1)  # (M, H, 2): y only
+    return torch.add(row.unsqueeze(1), col.unsqueeze(2))
 
 
 def warp_affine(x: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
@@ -110,11 +108,13 @@ def warp_affine(x: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
         # memory-bound and would otherwise cost as much as the sampling itself.
         grid = _normalised_grid(coeffs, h, w, compute)
         out = F.grid_sample(x.to(compute), grid, mode="bilinear", padding_mode="border", align_corners=False)
-        out.mul_(_inside_rows(coeffs, h, w).unsqueeze(1).to(compute))  # a float mask multiplies fastest
+        inside = _inside_rows(coeffs, h, w).unsqueeze(1)
         if x.dtype == torch.uint8:
             # Bilinear weights are a convex combination of 0..255, so truncating is PIL's (UINT8) cast.
-            return out.add_(_TRUNCATION_SLACK).to(torch.uint8)
-        return out.to(x.dtype)
+            # The mask multiplies the uint8 result: a quarter of the bytes of the float one, and a bool
+            # tensor is already 0/1 bytes.
+            return out.add_(_TRUNCATION_SLACK).to(torch.uint8).mul_(inside.view(torch.uint8))
+        return out.mul_(inside.to(compute)).to(x.dtype)
     u, v = _sample_points(coeffs, h, w, compute)
     # PIL clamps the four neighbours to the border inside the image and gives black outside it.
     # Clamping inside points to the outer pixel centres and sending outside points far away lets
@@ -147,5 +147,22 @@ def shift_pixels(x: torch.Tensor, shift: torch.Tensor, dim: int) -> torch.Tensor
     inside = (pos >= 0) & (pos < size)
     pos = pos.clamp_(0, size - 1)
     shape = (n, 1, 1, size) if dim == -1 else (n, 1, size, 1)
+    if dim == -2 and not (torch.is_grad_enabled() and x.requires_grad):
+        # Whole rows move: select them from the (N * C * H, W) table of rows, each row as 8-byte words
+        # where it allows; a per-pixel gather would read one int64 index per pixel.
+        rows = _row_table(x)
+        start = (torch.arange(n * c, device=x.device) * h).view(n, c, 1)
+        picked = rows.index_select(0, (start + pos.view(n, 1, h)).view(-1))
+        out = picked.view(x.dtype).view(n, c, h, w) if picked.dtype != x.dtype else picked.view(n, c, h, w)
+        return out.mul_(inside.view(shape).to(x.dtype))
     out = x.gather(dim, pos.view(shape).expand(n, c, h, w))
     return out * inside.view(shape).to(x.dtype)
+
+
+def _row_table(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (N, C, H, W) as its (N * C * H) image rows, as int64 words when a row is a whole number of them."""
+    rows = x.reshape(-1, x.shape[-1])
+    row_bytes = rows.shape[1] * rows.element_size()
+    if rows.is_contiguous() and row_bytes % 8 == 0 and (rows.storage_offset() * rows.element_size()) % 8 == 0:
+        return rows.view(torch.int64)
+    return rows

@@ -70,7 +70,8 @@ def _autocontrast_lut(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     scale = (torch.full_like(span, 255.0) / span).unsqueeze(-1)
     offset = -lo.to(dtype).unsqueeze(-1) * scale
     levels = torch.arange(_LEVELS, device=lo.device, dtype=dtype)
-    lut = torch.trunc(levels * scale + offset).clamp_(0, 255).to(torch.uint8)
+    # int() then clipping, as PIL does, equals clipping then the cast (which truncates) for every value.
+    lut = (levels * scale).add_(offset).clamp_(0, 255).to(torch.uint8)
     identity = torch.arange(_LEVELS, device=lo.device, dtype=torch.uint8)
     return torch.where((hi <= lo).unsqueeze(-1), identity, lut)
 

@@ -35,6 +35,7 @@ from torch import nn
 from augmax_lib._progress import tqdm
 
 from augmax_lib._checks import to_float
+from augmax_lib._malloc import keep_freed_memory
 from augmax_lib.norm import dual_layers, route
 
 from . import distributed as dist_utils
@@ -360,6 +361,7 @@ def train(config, out=None, resume: bool = False, profile: Optional[str] = None,
     Under ``torchrun`` every process calls this; rank 0 writes the files.
     """
     config = _as_config(config, profile, overrides)
+    keep_freed_memory()  # a CPU step's tensors come from the heap, not page-faulted in again (_malloc.py)
     info = dist_utils.setup(config["train"]["device"])
     try:
         return _train(config, run_dir_for(config, out), resume, stop_after, info)
