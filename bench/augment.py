@@ -97,8 +97,8 @@ def run_case(fns: dict, device, repeats: int) -> dict:
     seconds = {name: [] for name in fns}
     names = list(fns)
     for r in range(repeats):
-        # A rotated order each round: a contender runs after each of the others equally often (the per-image
-        # PIL pipeline, run just before ours in every round, made ours look 40% slower than it is).
+        # A rotated order each round: a contender runs after each of the others equally often, so that none
+        # always inherits the caches and heap another one left.
         for name in names[r % len(names):] + names[:r % len(names)]:
             fn = fns[name][1]
             sync()
@@ -120,7 +120,9 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds per case")
-    parser.add_argument("--skip-pil", action="store_true", help="skip the slow per-image PIL baseline")
+    parser.add_argument("--skip-pil", action="store_true",
+                        help="skip the slow per-image PIL baseline (with it in the process, every torch contender "
+                             "ran slower here, ours most; bench/README.md)")
     parser.add_argument("--skip-large", action="store_true", help="skip the 224x224 case")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="a directory holding an older augmax_lib to time as 'ours before'")
