@@ -61,7 +61,8 @@ def _inside_rows(coeffs: torch.Tensor, height: int, width: int) -> torch.Tensor:
     c = coeffs.to(torch.float64)
     a, b, k = c[:, 0::3].unsqueeze(-1), c[:, 1::3].unsqueeze(-1), c[:, 2::3].unsqueeze(-1)  # (M, 2, 1): u, v
     ys = torch.arange(height, device=coeffs.device, dtype=torch.float64) + 0.5
-    size = torch.tensor([float(width), float(height)], device=coeffs.device, dtype=torch.float64).view(1, 2, 1)
+    size = torch.full((1, 2, 1), float(width), device=coeffs.device, dtype=torch.float64)
+    size[:, 1] = float(height)  # a fill on the device: torch.tensor([...]) would be a host copy per call
     base = torch.addcmul(k, b, ys)  # the coordinate at x' = 0, per row: the coordinate is a x' + base
     # a > 0: x' in [-base / a, (size - base) / a); a < 0: x' in ((size - base) / a, -base / a].
     # With x' = x + 0.5 and integer x: a closed bound L gives x >= ceil(L - 0.5), an open one
@@ -87,7 +88,8 @@ def _normalised_grid(coeffs: torch.Tensor, height: int, width: int, dtype: torch
     c = coeffs.to(dtype)
     xs = torch.arange(width, device=coeffs.device, dtype=dtype) + 0.5
     ys = torch.arange(height, device=coeffs.device, dtype=dtype) + 0.5
-    scale = torch.tensor([2.0 / width, 2.0 / height], device=coeffs.device, dtype=dtype)
+    scale = torch.full((2,), 2.0 / width, device=coeffs.device, dtype=dtype)
+    scale[1] = 2.0 / height  # a fill on the device, not a host copy
     a, b, t = c[:, 0::3], c[:, 1::3], c[:, 2::3]  # (M, 2) each: the u and v rows of the affine map
     row = (a * scale).unsqueeze(1) * xs.view(1, -1, 1) + (t * scale - 1).unsqueeze(1)  # (M, W, 2): x only
     col = (b * scale).unsqueeze(1) * ys.view(1, -1, 1)  # (M, H, 2): y only
