@@ -5,6 +5,7 @@ import functools
 
 import torch
 
+from ._words import rows as _rows
 from .registry import KERNEL_GROUPS, op_group, run_kernel_group, whole_value_group
 
 __all__ = ["op_tables", "group_by_kernel", "apply_ops"]
@@ -42,20 +43,6 @@ def group_by_kernel(keys: torch.Tensor) -> list[list[torch.Tensor | None]]:
     chunks = torch.split(order % m, counts)
     return [[chunk if chunk.numel() else None for chunk in chunks[s * (g + 1): (s + 1) * (g + 1)]]
             for s in range(steps)]
-
-
-def _rows(t: torch.Tensor) -> torch.Tensor:
-    """``t`` (M, ...) as (M, k) 8-byte words where its layout allows (contiguous, aligned, no autograd).
-
-    Selecting and copying whole images as int64 words moves eight bytes per element; on a CPU
-    index_select/index_copy_ over uint8 images are several times slower than over their words.
-    """
-    if t.requires_grad or not t.is_contiguous() or t.dim() < 2 or t.dtype == torch.bool:
-        return t
-    row_bytes = t[0].numel() * t.element_size()
-    if row_bytes % 8 or (t.storage_offset() * t.element_size()) % 8:
-        return t
-    return t.view(t.shape[0], -1).view(torch.int64)
 
 
 def _select(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ._words import rows as words
+
 __all__ = ["GEOMETRIC_OPS", "affine_coefficients", "warp_affine", "shift_pixels"]
 
 GEOMETRIC_OPS = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
@@ -152,7 +154,7 @@ def shift_pixels(x: torch.Tensor, shift: torch.Tensor, dim: int) -> torch.Tensor
     if dim == -2 and not (torch.is_grad_enabled() and x.requires_grad):
         # Whole rows move: select them from the (N * C * H, W) table of rows, each row as 8-byte words
         # where it allows; a per-pixel gather would read one int64 index per pixel.
-        rows = _row_table(x)
+        rows = words(x.reshape(-1, w))
         start = (torch.arange(n * c, device=x.device) * h).view(n, c, 1)
         picked = rows.index_select(0, (start + pos.view(n, 1, h)).view(-1))
         out = picked.view(x.dtype).view(n, c, h, w) if picked.dtype != x.dtype else picked.view(n, c, h, w)
@@ -160,11 +162,3 @@ def shift_pixels(x: torch.Tensor, shift: torch.Tensor, dim: int) -> torch.Tensor
     out = x.gather(dim, pos.view(shape).expand(n, c, h, w))
     return out * inside.view(shape).to(x.dtype)
 
-
-def _row_table(x: torch.Tensor) -> torch.Tensor:
-    """``x`` (N, C, H, W) as its (N * C * H) image rows, as int64 words when a row is a whole number of them."""
-    rows = x.reshape(-1, x.shape[-1])
-    row_bytes = rows.shape[1] * rows.element_size()
-    if rows.is_contiguous() and row_bytes % 8 == 0 and (rows.storage_offset() * rows.element_size()) % 8 == 0:
-        return rows.view(torch.int64)
-    return rows
