@@ -8,6 +8,7 @@ chain loop); only an early version of google-research's numpy demo reused the fi
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -67,30 +68,57 @@ class ChainParams:
         return out
 
 
-def _float_level_values(name: str, level: torch.Tensor, sign: torch.Tensor, height: int, width: int):
+def _level_map(name: str, height: int, width: int) -> tuple[float, bool, bool, float, float]:
+    """How op ``name`` maps a level to its value: ``t = level * maximum / 10``, floored where ``floors``, then
+    ``t * sign + offset`` where ``signed``, else ``t * scale + offset``: (maximum, floors, signed, scale, offset)."""
     # The reference's int_parameter(l, max) = int(l * max / 10), float_parameter = l * max / 10.
     if name in ("autocontrast", "equalize"):
-        return torch.zeros_like(level)
+        return 0.0, False, False, 1.0, 0.0
     if name == "posterize":
-        return 4 - torch.floor(level * 4 / 10)
+        return 4.0, True, False, -1.0, 4.0  # 4 - int_parameter(l, 4)
     if name == "solarize":
-        return 256 - torch.floor(level * 256 / 10)
+        return 256.0, True, False, -1.0, 256.0  # 256 - int_parameter(l, 256)
     if name == "rotate":
-        return sign * torch.floor(level * 30 / 10)
+        return 30.0, True, True, 1.0, 0.0
     if name in ("shear_x", "shear_y"):
-        return sign * level * 0.3 / 10
+        return 0.3, False, True, 1.0, 0.0
     if name == "translate_x":
-        return sign * torch.floor(level * (width / 3) / 10)
+        return width / 3, True, True, 1.0, 0.0
     if name == "translate_y":
-        return sign * torch.floor(level * (height / 3) / 10)
-    return level * 1.8 / 10 + 0.1  # color, contrast, brightness, sharpness
+        return height / 3, True, True, 1.0, 0.0
+    return 1.8, False, False, 1.0, 0.1  # color, contrast, brightness, sharpness
+
+
+@functools.lru_cache(maxsize=64)
+def _level_tables(ops: tuple[str, ...], height: int, width: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_level_map`` of every op as tables on ``device``: (K, 3) maximum, scale, offset and (K, 2) floors, signed.
+
+    Cached: a host-to-device copy per batch would stall a CUDA stream.
+    """
+    rows = [_level_map(name, height, width) for name in ops]
+    numbers = torch.tensor([[r[0], r[3], r[4]] for r in rows], dtype=dtype, device=device)
+    flags = torch.tensor([[r[1], r[2]] for r in rows], dtype=torch.bool, device=device)
+    return numbers, flags
+
+
+def _level_values(numbers: torch.Tensor, flags: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    maximum, scale, offset = numbers.unbind(-1)
+    floors, signed = flags.unbind(-1)
+    t = level * maximum / 10  # the same float operations, in the same order, as the reference's formulas
+    t = torch.where(floors, torch.floor(t), t)
+    return t * torch.where(signed, sign, scale) + offset
 
 
 def level_to_value(ops: tuple[str, ...], op_index: torch.Tensor, level: torch.Tensor, sign: torch.Tensor,
                    height: int, width: int) -> torch.Tensor:
     """Each op's natural-unit parameter from its level in (0, 10] and sign (+1/-1), as the reference maps it."""
-    table = torch.stack([_float_level_values(name, level, sign, height, width) for name in ops])
-    return table.gather(0, op_index.unsqueeze(0)).squeeze(0)
+    numbers, flags = _level_tables(tuple(ops), height, width, level.device, level.dtype)
+    return _level_values(numbers[op_index], flags[op_index], level, sign)
+
+
+def _float_level_values(name: str, level: torch.Tensor, sign: torch.Tensor, height: int, width: int):
+    return level_to_value((name,), torch.zeros(level.shape, dtype=torch.long, device=level.device), level, sign,
+                          height, width)
 
 
 def value_bounds(name: str, severity: float, height: int, width: int) -> tuple[float, float]:

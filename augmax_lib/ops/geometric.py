@@ -7,6 +7,7 @@ four neighbours are clamped to the border. uint8 results are truncated towards z
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -52,13 +53,13 @@ def _sample_points(coeffs: torch.Tensor, height: int, width: int, dtype: torch.d
     return u, v
 
 
-def _inside_rows(coeffs: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Which output pixels (M, H, W) sample a point inside the input, from per-row bounds on x.
+def _inside_bounds(coeffs: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per output row, the first and one-past-the-last x (M, H) int64 whose sample point lies inside the input
+    (none where start >= stop).
 
     Along an output row the sample point moves linearly, so ``0 <= u < W`` and ``0 <= v < H`` hold on
-    one interval of x: two comparisons against per-row integer bounds (computed in float64, as PIL
-    computes u and v) replace four float comparisons per pixel and coordinate. Both coordinates are
-    bounded in one stacked pass (M, 2, H).
+    one interval of x, found from per-row bounds computed in float64, as PIL computes u and v; both
+    coordinates are bounded in one stacked pass (M, 2, H).
     """
     c = coeffs.to(torch.float64)
     a, b, k = c[:, 0::3].unsqueeze(-1), c[:, 1::3].unsqueeze(-1), c[:, 2::3].unsqueeze(-1)  # (M, 2, 1): u, v
@@ -78,24 +79,57 @@ def _inside_rows(coeffs: torch.Tensor, height: int, width: int) -> torch.Tensor:
                      torch.where(a < 0, torch.floor(second).add_(1), torch.where(flat, -inf, inf)))
     hi = torch.where(a > 0, torch.ceil(second).sub_(1),
                      torch.where(a < 0, torch.floor(first), torch.where(flat, inf, -inf)))
-    # Bounds as float32 are exact for any integer an image row can hold.
-    lo = lo.amax(1).clamp_(-1, width).to(torch.float32).unsqueeze(-1)
-    hi = hi.amin(1).clamp_(-1, width).to(torch.float32).unsqueeze(-1)
-    xs = torch.arange(width, device=coeffs.device, dtype=torch.float32)
-    return (xs >= lo).logical_and_(xs <= hi)  # (M, H, W) bool
+    start = lo.amax(1).clamp_(0, width).to(torch.long)
+    stop = hi.amin(1).add_(1).clamp_(0, width).to(torch.long)
+    return start, stop
+
+
+@functools.lru_cache(maxsize=16)
+def _row_masks(width: int, dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tables (W + 1, W) of all-ones-bits (-1) or zero entries in ``dtype``: row k of the first is set at
+    x >= k, row k of the second at x < k. Cached per (width, dtype, device): built once, read per warp."""
+    xs = torch.arange(width, device=device)
+    ks = torch.arange(width + 1, device=device).unsqueeze(1)
+    ones = torch.full((), -1, dtype=dtype, device=device)
+    zero = torch.zeros((), dtype=dtype, device=device)
+    return torch.where(xs >= ks, ones, zero), torch.where(xs < ks, ones, zero)
+
+
+def _blackout_outside(out: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
+    """Set to zero, in place, the pixels of ``out`` (M, C, H, W) whose sample point lies outside the input.
+
+    Each row keeps one interval of x: its mask is two table rows ANDed, applied as an AND on the
+    result's bits (zero bits are a black pixel in every dtype), all as 8-byte words where the row
+    allows. A per-pixel comparison of the coordinates costs several times more on a CPU.
+    """
+    m, _, h, w = out.shape
+    start, stop = _inside_bounds(coeffs, h, w)
+    bits = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[out.element_size()]
+    from_x, before_x = _row_masks(w, bits, out.device)
+    target = out.view(bits).view(-1, w)
+    from_rows, before_rows, target_rows = words(from_x), words(before_x), words(target)
+    if from_rows is from_x or target_rows is target:  # rows that are not whole words: per element
+        from_rows, before_rows, target_rows = from_x, before_x, target
+    mask = from_rows.index_select(0, start.view(-1)).bitwise_and_(before_rows.index_select(0, stop.view(-1)))
+    target_rows.view(m, -1, h, mask.shape[-1]).bitwise_and_(mask.view(m, 1, h, -1))
+    return out
 
 
 def _normalised_grid(coeffs: torch.Tensor, height: int, width: int, dtype: torch.dtype) -> torch.Tensor:
-    """grid_sample's grid (M, H, W, 2) for PIL coefficients: ``2u/W - 1``, ``2v/H - 1``, in one pass."""
+    """grid_sample's grid (M, H, W, 2) for PIL coefficients: ``2u/W - 1``, ``2v/H - 1``, in one pass.
+
+    Built as (M, 2, H, W) and returned as a permuted view: a broadcast add with W innermost runs
+    vectorised, with 2 innermost it costs four times more; grid_sample reads either at one speed.
+    """
     c = coeffs.to(dtype)
     xs = torch.arange(width, device=coeffs.device, dtype=dtype) + 0.5
     ys = torch.arange(height, device=coeffs.device, dtype=dtype) + 0.5
     scale = torch.full((2,), 2.0 / width, device=coeffs.device, dtype=dtype)
     scale[1] = 2.0 / height  # a fill on the device, not a host copy
     a, b, t = c[:, 0::3], c[:, 1::3], c[:, 2::3]  # (M, 2) each: the u and v rows of the affine map
-    row = (a * scale).unsqueeze(1) * xs.view(1, -1, 1) + (t * scale - 1).unsqueeze(1)  # (M, W, 2): x only
-    col = (b * scale).unsqueeze(1) * ys.view(1, -1, 1)  # (M, H, 2): y only
-    return torch.add(row.unsqueeze(1), col.unsqueeze(2))
+    row = (a * scale).unsqueeze(-1) * xs + (t * scale - 1).unsqueeze(-1)  # (M, 2, W): x only
+    col = (b * scale).unsqueeze(-1) * ys  # (M, 2, H): y only
+    return torch.add(row.unsqueeze(2), col.unsqueeze(3)).permute(0, 2, 3, 1)
 
 
 def warp_affine(x: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
@@ -112,13 +146,11 @@ def warp_affine(x: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
         # memory-bound and would otherwise cost as much as the sampling itself.
         grid = _normalised_grid(coeffs, h, w, compute)
         out = F.grid_sample(x.to(compute), grid, mode="bilinear", padding_mode="border", align_corners=False)
-        inside = _inside_rows(coeffs, h, w).unsqueeze(1)
         if x.dtype == torch.uint8:
             # Bilinear weights are a convex combination of 0..255, so truncating is PIL's (UINT8) cast.
-            # The mask multiplies the uint8 result: a quarter of the bytes of the float one, and a bool
-            # tensor is already 0/1 bytes.
-            return out.add_(_TRUNCATION_SLACK).to(torch.uint8).mul_(inside.view(torch.uint8))
-        return out.mul_(inside.to(compute)).to(x.dtype)
+            # The outside is blacked out on the uint8 result: a quarter of the bytes of the float one.
+            out = out.add_(_TRUNCATION_SLACK).to(torch.uint8)
+        return _blackout_outside(out.to(x.dtype), coeffs)
     u, v = _sample_points(coeffs, h, w, compute)
     # PIL clamps the four neighbours to the border inside the image and gives black outside it.
     # Clamping inside points to the outer pixel centres and sending outside points far away lets

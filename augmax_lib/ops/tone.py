@@ -55,8 +55,8 @@ def histograms(levels: torch.Tensor, flat: torch.Tensor | None = None) -> torch.
 
 def channel_range(levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Lowest and highest grey level (N, C) int32 of each image channel (autocontrast needs no histogram)."""
-    lo, hi = torch.aminmax(levels, dim=-1)
-    return lo.to(torch.int32), hi.to(torch.int32)
+    # Two reductions: on a CPU, aminmax over uint8 runs an order of magnitude slower than amin and amax.
+    return levels.amin(-1).to(torch.int32), levels.amax(-1).to(torch.int32)
 
 
 # The tables are built as uint8 (every entry is a grey level): a quarter or less of the memory
