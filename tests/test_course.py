@@ -113,10 +113,9 @@ def test_evaluate_writes_the_evaluation_once(trained, monkeypatch):
 
     def counting(r, *a, **k):
         calls.append(r.dir)
-        return real(r, *a, skip=("spatial",), **k)
+        return real(r, 20, *a[1:], skip=("spatial",), **k)  # 20 test images per set: seconds
 
     monkeypatch.setattr(runs, "evaluate_run", counting)
-    monkeypatch.setattr(runs, "EVAL_IMAGES", {"smoke": 20})
     monkeypatch.setattr("augmax_lib.evaluate.suite.BENCHMARK_CORRUPTIONS", ("brightness", "contrast"))
     monkeypatch.setattr("augmax_lib.data.BENCHMARK_CORRUPTIONS", ("brightness", "contrast"))
     with warnings.catch_warnings():

@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 
 from .._malloc import keep_freed_memory
-from .runs import EVAL_IMAGES, Run, default_device, get_run
+from .runs import Run, default_device, get_run
 
 __all__ = ["PROFILES", "SMOKE_SYNTHETIC_N", "Setup", "resolve"]
 
@@ -72,14 +72,14 @@ class Setup:
 
     @property
     def eval_images(self) -> Optional[int]:
-        """Test images per set this profile evaluates on (its ``eval.images_per_set``, else EVAL_IMAGES; None: all)."""
+        """Test images per set this profile evaluates on (its ``eval.images_per_set``; None: all)."""
         from augmax_lib.train.config import ConfigError, load_profile
 
         try:
             own = (load_profile(self.profile).get("eval") or {}).get("images_per_set")
         except ConfigError:
             own = None
-        return own or EVAL_IMAGES.get(self.profile)
+        return own or None
 
     def run(self, config, *, evaluate: bool = False, overrides=(), progress: bool = True) -> Run:
         """:func:`get_run` of ``config`` with this notebook's profile, data, device, seed and runs folder."""

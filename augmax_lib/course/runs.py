@@ -21,12 +21,10 @@ import torch
 from augmax_lib.train.checkpoint import RESUMABLE_KEYS, config_mismatches
 from augmax_lib.train.config import PROFILES_DIR, ConfigError, load_config, parse_override
 
-__all__ = ["CONFIGS_DIR", "EVAL_IMAGES", "Run", "get_run", "find_config", "run_dir", "evaluate_run", "default_device"]
+__all__ = ["CONFIGS_DIR", "Run", "get_run", "find_config", "run_dir", "evaluate_run", "default_device"]
 
 # configs/ of the source tree (profiles/ sits inside it).
 CONFIGS_DIR = PROFILES_DIR.parent
-# Test images per set of a profile whose file sets no eval.images_per_set (None: the whole test set).
-EVAL_IMAGES = {"smoke": 200, "quick": 1000, "full": None}
 
 
 def default_device() -> torch.device:
@@ -245,7 +243,7 @@ def evaluate_run(run: Run, eval_images: Optional[int] = -1, *, generate_corrupti
     """Evaluate the run's best model (augmax_lib.evaluate.evaluate_model) and write ``evaluation/results.json``.
 
     ``eval_images``: test images per set, class-balanced and the same in every set (-1: the config's
-    ``eval.images_per_set``, else the profile's :data:`EVAL_IMAGES`; None: all). Numerics come from the
+    ``eval.images_per_set``, which the smoke and quick profiles set; None: all). Numerics come from the
     config's ``eval`` section, as in ``evaluate --run``. Corruptions are generated on the fly when the
     published files are absent. Returns the evaluation dict.
     """
@@ -254,8 +252,8 @@ def evaluate_run(run: Run, eval_images: Optional[int] = -1, *, generate_corrupti
     from augmax_lib.evaluate.inference import numerics_record, with_numerics
 
     d, ev = run.config["data"], run.config.get("eval", {})
-    if eval_images == -1:  # the config's eval.images_per_set (set by the quick profile), else the profile's default
-        eval_images = ev.get("images_per_set") or EVAL_IMAGES.get(run.profile)
+    if eval_images == -1:  # the config's eval.images_per_set, as `evaluate --run` reads it
+        eval_images = ev.get("images_per_set")
     options = {k: v for k, v in d["options"].items() if d["dataset"] == "synthetic" and k in ("seed", "image_size")}
     test = load_dataset(d["dataset"], "test", root=d["root"], **options)
     if not isinstance(test, ImageSet) or (eval_images is not None and eval_images >= len(test)):
