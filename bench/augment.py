@@ -7,7 +7,9 @@
 The contenders run interleaved, one call each per round in a rotated order, so that load from other
 processes hits them alike; the table gives each one's median and the median over rounds of the per-round ratio.
 torchvision runs twice: with its default 13 ops (``all_ops=True``: the enhance ops too) and with
-``all_ops=False``, the 9 ops AugMix uses by default, as ours does. ``--baseline DIR`` also times
+``all_ops=False``, the 9 ops AugMix uses by default, as ours does. uint8 chains on the CPU run ours in its
+C kernel (``augmax_lib.ops.native``) when it is built; "ours, PyTorch kernels" times the same call without it.
+``--baseline DIR`` also times
 the ``augmax_lib`` found in DIR (e.g. ``git archive COMMIT augmax_lib | tar -x -C DIR``) as
 "ours before", for before/after numbers from one process. The process keeps freed memory as the
 library's commands do (``augmax_lib._malloc``), for every contender alike; ``--default-malloc`` leaves
@@ -36,6 +38,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from _env import commit, device_name  # noqa: E402
 from augmax_lib._malloc import keep_freed_memory  # noqa: E402
 from augmax_lib.augmix import augmix  # noqa: E402
+from augmax_lib.ops import native  # noqa: E402
 from reference.pil_augmix import augmix_one  # noqa: E402
 
 CASES = [(256, 32, "uint8"), (256, 32, "float32"), (1024, 32, "uint8"), (1024, 32, "float32"),
@@ -66,6 +69,14 @@ def contenders(x: torch.Tensor, device, baseline, with_pil: bool) -> dict:
     out = {}
     g = torch.Generator(device=device).manual_seed(0)
     out["ours"] = (x.shape[0], lambda: augmix(x, generator=g))
+    if x.dtype == torch.uint8 and x.device.type == "cpu" and native.available():
+        # The same chains on the PyTorch kernels (what runs on a GPU, on float images, and without a C compiler).
+        gt = torch.Generator(device=device).manual_seed(0)
+
+        def torch_kernels():
+            with native.disabled():
+                return augmix(x, generator=gt)
+        out["ours, PyTorch kernels"] = (x.shape[0], torch_kernels)
     if baseline is not None:
         gb = torch.Generator(device=device).manual_seed(0)
         out["ours before"] = (x.shape[0], lambda: baseline(x, generator=gb))
@@ -147,15 +158,18 @@ def main(argv=None) -> int:
     meta = {"device": device_name(device), "torch": torch.__version__, "commit": commit(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "threads": torch.get_num_threads(), "repeats": args.repeats,
-            "baseline": str(args.baseline) if args.baseline else None, "malloc_keeps_freed_memory": malloc_kept}
-    names = list(rows[0]["images_per_s"])
+            "baseline": str(args.baseline) if args.baseline else None, "malloc_keeps_freed_memory": malloc_kept,
+            "native_kernel": native.available()}
+    names = list(dict.fromkeys(n for r in rows for n in r["images_per_s"]))  # every contender, first-seen order
     others = [n for n in names if n != "ours"]
     buf = io.StringIO()
     with redirect_stdout(buf):
         print(f"# AugMix throughput (images/s, median of {args.repeats} interleaved rounds; 224x224: a third)")
         print(f"device: {meta['device']} | torch {meta['torch']} | commit {meta['commit']} | {meta['date']}")
         print(f"malloc keeps freed memory (augmax_lib._malloc): {'yes' if malloc_kept else 'no'}")
-        print("ours: augmix, per-image chains (9 ops); torchvision: v2.AugMix on the whole batch (one op chain")
+        kernel = "its C kernel" if native.available() else f"the PyTorch kernels ({native.unavailable_reason()})"
+        print(f"ours: augmix, per-image chains (9 ops); uint8 chains on the CPU run {kernel};")
+        print("'ours, PyTorch kernels': the same without it. torchvision: v2.AugMix on the whole batch (one op chain")
         print("shared by the batch), default 13 ops and all_ops=False (9 ops); PIL: per-image reference pipeline")
         print("(uint8; float batches converted outside the timing). 'ours / X': median over rounds of the ratio.")
         if args.baseline:
@@ -165,7 +179,8 @@ def main(argv=None) -> int:
         print("| batch | size | dtype | " + " | ".join(names) + " | " + ratios + " |")
         print("| ---: | ---: | --- | " + " | ".join("---:" for _ in names + others) + " |")
         for r in rows:
-            cells = [f"{r['images_per_s'][n]:,.0f}" for n in names] + [f"{r['ours_over'][n]:.2f}x" for n in others]
+            cells = ([f"{r['images_per_s'][n]:,.0f}" if n in r["images_per_s"] else "-" for n in names]
+                     + [f"{r['ours_over'][n]:.2f}x" if n in r["ours_over"] else "-" for n in others])
             print(f"| {r['batch']} | {r['size']} | {r['dtype']} | " + " | ".join(cells) + " |")
     report = buf.getvalue()
     print(report)

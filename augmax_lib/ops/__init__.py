@@ -3,7 +3,9 @@
 Three families: geometric ops as one per-image affine warp, tone ops as per-image lookup tables
 or uint8 bit operations, enhance ops as one per-image blend with a degenerate image. Results match
 PIL (``ImageOps``, ``Image.rotate``/``Image.transform`` with BILINEAR, ``ImageEnhance``) on uint8.
+``native`` runs whole chains of uint8 CPU images in C (built on first use), the same ops one image at a time.
 """
+from . import native
 from .batched import apply_ops, group_by_kernel, op_tables
 from .enhance import ENHANCE_OPS, blend, degenerate, enhance, grayscale
 from .geometric import GEOMETRIC_OPS, affine_coefficients, shift_pixels, warp_affine

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 __all__ = ["TONE_OPS", "level_index", "histograms", "channel_range", "autocontrast_luts", "equalize_luts",
-           "apply_lut", "autocontrast", "equalize", "posterize", "solarize"]
+           "apply_lut", "autocontrast", "equalize", "posterize_masks", "solarize_first_levels", "posterize", "solarize"]
 
 TONE_OPS = ("autocontrast", "equalize", "posterize", "solarize")
 
@@ -142,19 +142,28 @@ def _as_levels(x: torch.Tensor) -> torch.Tensor:
 
 # posterize and solarize are one uint8 pass each with a per-image constant: cheaper than any lookup.
 
+def posterize_masks(bits: torch.Tensor) -> torch.Tensor:
+    """The uint8 mask (N,) that keeps the top ``bits`` (rounded, 0..8) of a level."""
+    drop = 8 - bits.detach().round().clamp(0, 8).to(torch.int32)
+    return ((255 << drop) & 255).to(torch.uint8)
+
+
+def solarize_first_levels(threshold: torch.Tensor) -> torch.Tensor:
+    """The lowest level (N,) int32 that ``threshold`` inverts: ceil(threshold) in 0..256 (256: none)."""
+    return torch.ceil(threshold.detach()).clamp(0, 256).to(torch.int32)
+
+
 def posterize(x: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
     """PIL's ``ImageOps.posterize`` with per-image ``bits`` (N,): keep the top bits of every level."""
-    drop = 8 - bits.detach().round().clamp(0, 8).to(torch.int32)
-    mask = ((255 << drop) & 255).to(torch.uint8).view(-1, 1, 1, 1)
-    out = torch.bitwise_and(_as_levels(x), mask)
+    out = torch.bitwise_and(_as_levels(x), posterize_masks(bits).view(-1, 1, 1, 1))
     return out if x.dtype == torch.uint8 else _from_levels(x, out)
 
 
 def solarize(x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     """PIL's ``ImageOps.solarize`` with per-image ``threshold`` (N,): levels >= threshold become 255 - level."""
-    first = torch.ceil(threshold.detach())  # the lowest inverted level
+    first = solarize_first_levels(threshold)
     levels = _as_levels(x)
-    flip = torch.ge(levels, first.clamp(0, 255).to(torch.uint8).view(-1, 1, 1, 1))
+    flip = torch.ge(levels, first.clamp(max=255).to(torch.uint8).view(-1, 1, 1, 1))
     # 255 - level is level XOR 255: an XOR mask of 255 where a pixel flips (0 in images whose threshold
     # is above 255) takes three cheap uint8 passes, where torch.where over uint8 costs several times more.
     inverts = torch.where(first <= 255, 255, 0).to(torch.uint8).view(-1, 1, 1, 1)
