@@ -165,11 +165,12 @@ def sample_chain_params(n: int, image_size, width: int = 3, depth: int = -1, sev
 def apply_chains(x: torch.Tensor, params: ChainParams) -> torch.Tensor:
     """Run every chain on its image: (width, N, C, H, W) float in [0, 1].
 
-    uint8 images stay uint8 between ops, as PIL images do in the reference; on the CPU their chains run
-    in the C kernel of ``ops.native`` when it is built (PIL's results exactly, no host synchronisation).
-    On float images the result is differentiable with respect to ``x`` and ``params.values`` through the
-    geometric and enhance ops. Otherwise one host synchronisation per ``params`` (to size the per-kernel
-    groups; it is cached, so applying the same draw again with other ``values`` costs none).
+    uint8 images stay uint8 between ops, as PIL images do in the reference. On the CPU, without autograd,
+    the chains run in the C kernel of ``ops.native`` when it is built: PIL's results exactly, float images
+    on their nearest 8-bit levels. Otherwise, on float images the result is differentiable with respect to
+    ``x`` and ``params.values`` through the geometric and enhance ops, and there is one host
+    synchronisation per ``params`` (to size the per-kernel groups; it is cached, so applying the same
+    draw again with other ``values`` costs none).
     """
     images = _run_chains(x, params)
     return to_float(images) if images.dtype == torch.uint8 else images
@@ -183,11 +184,11 @@ def _run_chains(x: torch.Tensor, params: ChainParams) -> torch.Tensor:
         raise ValueError(f"params: drawn for {n} images but x holds {x.shape[0]}")
     if params.op_index.device != x.device:
         raise ValueError(f"params: drawn on {params.op_index.device} but x is on {x.device}")
-    if not (torch.is_grad_enabled() and params.values.requires_grad):
-        # uint8 images on the CPU: each image's chains in one C pass (ops.native), when it is built.
+    if not (torch.is_grad_enabled() and (x.requires_grad or params.values.requires_grad)):
+        # Images on the CPU: each image's chains in one C pass (ops.native), when it is built.
         chains = native.run_chains(x, params.ops, params.op_index, params.values, params.active)
         if chains is not None:
-            return chains
+            return chains if x.dtype == torch.uint8 else chains.to(x.dtype).div_(255.0)
     # Step-major layout: all width * N chain images advance one op per step.
     groups, local = params.kernel_groups()
     values = params.values.permute(2, 0, 1).reshape(steps, width * n)

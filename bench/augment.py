@@ -7,8 +7,8 @@
 The contenders run interleaved, one call each per round in a rotated order, so that load from other
 processes hits them alike; the table gives each one's median and the median over rounds of the per-round ratio.
 torchvision runs twice: with its default 13 ops (``all_ops=True``: the enhance ops too) and with
-``all_ops=False``, the 9 ops AugMix uses by default, as ours does. uint8 chains on the CPU run ours in its
-C kernel (``augmax_lib.ops.native``) when it is built; "ours, PyTorch kernels" times the same call without it.
+``all_ops=False``, the 9 ops AugMix uses by default, as ours does. Chains on the CPU run ours in its C kernel
+(``augmax_lib.ops.native``) when it is built; "ours, PyTorch kernels" times the same call without it.
 ``--baseline DIR`` also times
 the ``augmax_lib`` found in DIR (e.g. ``git archive COMMIT augmax_lib | tar -x -C DIR``) as
 "ours before", for before/after numbers from one process. The process keeps freed memory as the
@@ -69,8 +69,8 @@ def contenders(x: torch.Tensor, device, baseline, with_pil: bool) -> dict:
     out = {}
     g = torch.Generator(device=device).manual_seed(0)
     out["ours"] = (x.shape[0], lambda: augmix(x, generator=g))
-    if x.dtype == torch.uint8 and x.device.type == "cpu" and native.available():
-        # The same chains on the PyTorch kernels (what runs on a GPU, on float images, and without a C compiler).
+    if x.device.type == "cpu" and native.available():
+        # The same chains on the PyTorch kernels (what runs on a GPU and without a C compiler).
         gt = torch.Generator(device=device).manual_seed(0)
 
         def torch_kernels():
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
         print(f"device: {meta['device']} | torch {meta['torch']} | commit {meta['commit']} | {meta['date']}")
         print(f"malloc keeps freed memory (augmax_lib._malloc): {'yes' if malloc_kept else 'no'}")
         kernel = "its C kernel" if native.available() else f"the PyTorch kernels ({native.unavailable_reason()})"
-        print(f"ours: augmix, per-image chains (9 ops); uint8 chains on the CPU run {kernel};")
+        print(f"ours: augmix, per-image chains (9 ops); chains on the CPU run {kernel};")
         print("'ours, PyTorch kernels': the same without it. torchvision: v2.AugMix on the whole batch (one op chain")
         print("shared by the batch), default 13 ops and all_ops=False (9 ops); PIL: per-image reference pipeline")
         print("(uint8; float batches converted outside the timing). 'ours / X': median over rounds of the ratio.")

@@ -85,15 +85,28 @@ def test_augmix_uses_the_kernel_only_where_it_applies(kernel, images_hwc, monkey
     real = native.chains_u8
     monkeypatch.setattr(native, "chains_u8", lambda *a: calls.append(1) or real(*a))
     augmix(x, generator=_gen(0))
-    assert len(calls) == 1
-    augmix(x.float() / 255, generator=_gen(0))  # float images: the PyTorch kernels
+    augmix(x.double() / 255, generator=_gen(0))  # float images: on their 8-bit levels
+    assert len(calls) == 2
     augmix(x, ops=OPS_AUGMIX + ("contrast",), generator=_gen(0))  # an op the kernel lacks
+    xf = (x.float() / 255).requires_grad_()
+    apply_chains(xf, sample_chain_params(8, 32, generator=_gen(2)))  # autograd through the image
     values = sample_chain_params(8, 32, generator=_gen(1)).values.requires_grad_()  # a gradient asked for
     assert native.run_chains(x, OPS_AUGMIX, torch.zeros(3, 8, 3, dtype=torch.long), values,
                              torch.ones(3, 8, 3, dtype=torch.bool)) is None
     with native.disabled():
         augmix(x, generator=_gen(0))
-    assert len(calls) == 1
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_float_images_run_on_their_levels(kernel, images_hwc, dtype):
+    """A float image is chained as its 8-bit levels are: the uint8 chains / 255, in the image's dtype."""
+    x = torch.from_numpy(images_hwc).permute(0, 3, 1, 2).contiguous()
+    params = sample_chain_params(len(x), 32, severity=10, generator=_gen(11))
+    xf = (x.double() / 255 + 0.4 / 255).to(dtype)  # off the level grid by less than half a level
+    chains = apply_chains(xf, params)
+    assert chains.dtype == dtype
+    assert torch.equal(chains, (apply_chains(x, params).double() * 255).round().to(dtype).div(255))
 
 
 def test_same_draw_with_and_without_the_kernel_within_bilinear_rounding(kernel, images_hwc):

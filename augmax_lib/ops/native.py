@@ -184,17 +184,23 @@ def chains_u8(x: torch.Tensor, kind: torch.Tensor, coeffs: torch.Tensor, param: 
 
 def run_chains(x: torch.Tensor, ops: tuple[str, ...], op_index: torch.Tensor, values: torch.Tensor,
                active: torch.Tensor) -> Optional[torch.Tensor]:
-    """``augmix.apply_chains``'s chains of uint8 CPU images as uint8 (width, N, C, H, W), or None where the
-    kernel does not apply (another device or dtype, an op it lacks, a gradient asked for) or is unavailable.
+    """``augmix.apply_chains``'s chains of CPU images as uint8 (width, N, C, H, W), or None where the kernel
+    does not apply (another device, an op it lacks, a gradient asked for) or is unavailable.
+
+    Float images in [0, 1] run on their nearest 8-bit levels, as the reference's PIL images do.
 
     The op parameters come from the same functions as the PyTorch kernels': ``affine_coefficients`` for
     every geometric op (whole-pixel translations included: the warp samples pixel centres exactly there),
     ``posterize_masks`` and ``solarize_first_levels``.
     """
-    if _disabled or x.device.type != "cpu" or x.dtype != torch.uint8 or values.requires_grad or x.dim() != 4:
+    if _disabled or x.device.type != "cpu" or x.dim() != 4 or values.requires_grad:
+        return None
+    if x.dtype != torch.uint8 and (not x.dtype.is_floating_point or (torch.is_grad_enabled() and x.requires_grad)):
         return None
     if any(name not in _KINDS for name in ops):
         return None
+    if x.dtype != torch.uint8:
+        x = x.detach().mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
     h, w = x.shape[-2:]
     kinds = torch.tensor([_KINDS[name] for name in ops], dtype=torch.int8)
     local = torch.tensor([op_group(name)[1] for name in ops], dtype=torch.long)
