@@ -176,8 +176,9 @@ def apply_chains(x: torch.Tensor, params: ChainParams) -> torch.Tensor:
     return to_float(images) if images.dtype == torch.uint8 else images
 
 
-def _run_chains(x: torch.Tensor, params: ChainParams) -> torch.Tensor:
-    """``apply_chains`` in ``x``'s dtype: uint8 chains come back as uint8 (``mix`` takes them as they are)."""
+def _run_chains(x: torch.Tensor, params: ChainParams, levels: bool = False) -> torch.Tensor:
+    """``apply_chains`` in ``x``'s dtype: uint8 chains come back as uint8 (``mix`` takes them as they are);
+    with ``levels``, chains that the C kernel ran come back as its uint8 levels for float ``x`` too."""
     check_images(x, "x")
     width, n, steps = params.op_index.shape
     if n != x.shape[0]:
@@ -188,7 +189,7 @@ def _run_chains(x: torch.Tensor, params: ChainParams) -> torch.Tensor:
         # Images on the CPU: each image's chains in one C pass (ops.native), when it is built.
         chains = native.run_chains(x, params.ops, params.op_index, params.values, params.active)
         if chains is not None:
-            return chains if x.dtype == torch.uint8 else chains.to(x.dtype).div_(255.0)
+            return chains if x.dtype == torch.uint8 or levels else chains.to(x.dtype).div_(255.0)
     # Step-major layout: all width * N chain images advance one op per step.
     groups, local = params.kernel_groups()
     values = params.values.permute(2, 0, 1).reshape(steps, width * n)
@@ -290,7 +291,7 @@ def augmix(x: torch.Tensor, width: int = 3, depth: int = -1, severity: float = 3
     check_images(x, "x")
     params = sample_chain_params(x.shape[0], tuple(x.shape[-2:]), width, depth, severity, ops,
                                  x.device, generator)
-    chains = _run_chains(x, params)  # uint8 chains stay uint8 up to the mixing
+    chains = _run_chains(x, params, levels=True)  # uint8 chains stay uint8 up to the mixing
     m, w = sample_mixing(x.shape[0], width, alpha, x.device, generator)
     return mix(x, chains, m, w)
 
