@@ -160,3 +160,19 @@ def test_opt_out_is_silent():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False AUGMAX_NATIVE=0"
+
+
+def test_an_unwritable_cache_falls_back_to_a_private_temp_folder(tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "XDG_CACHE_HOME": str(blocked / "cache"), "TMPDIR": str(temp), "PYTHONPATH": str(ROOT)}
+    code = "from augmax_lib.ops import native; print(native.available(), native.unavailable_reason())"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    if "no C compiler" in done.stdout:
+        pytest.skip(done.stdout)
+    assert done.stdout.startswith("True None"), done.stdout
+    (private,) = temp.glob("augmax-native-*")
+    assert private.stat().st_mode & 0o077 == 0 and len(list(private.glob("chains-*"))) == 1

@@ -58,11 +58,34 @@ def _compiler() -> Optional[str]:
     return None
 
 
-def _cache_dirs() -> list[Path]:
-    """Where the compiled kernel may live: the user's cache, else (read-only home folders) the temp folder."""
+def _private_temp_dir() -> Optional[Path]:
+    """A folder of the temp folder that only this user can write, made if missing; None if another user
+    holds the name (a library loaded from a folder that others can write into could be anyone's code)."""
+    if not hasattr(os, "getuid"):
+        return None
+    folder = Path(tempfile.gettempdir()) / f"augmax-native-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.stat()
+    except OSError:
+        return None
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        return None
+    return folder
+
+
+def _user_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    user = getattr(os, "getuid", lambda: "user")()
-    return [Path(base) / "augmax" / "native", Path(tempfile.gettempdir()) / f"augmax-native-{user}"]
+    return Path(base) / "augmax" / "native"
+
+
+def _cache_dirs():
+    """Where the compiled kernel may live: the user's cache, else (read-only home folders) a private temp
+    folder, made only when it is reached."""
+    yield _user_cache_dir()
+    private = _private_temp_dir()
+    if private is not None:
+        yield private
 
 
 def library_path(compiler: str, folder: Optional[Path] = None) -> Path:
@@ -73,7 +96,7 @@ def library_path(compiler: str, folder: Optional[Path] = None) -> Path:
                  platform.machine().encode(), sys.platform.encode()):
         key.update(part)
     suffix = ".dll" if sys.platform == "win32" else ".so"
-    return (folder or _cache_dirs()[0]) / f"chains-{key.hexdigest()[:16]}{suffix}"
+    return (folder or _user_cache_dir()) / f"chains-{key.hexdigest()[:16]}{suffix}"
 
 
 def _build(compiler: str, target: Path) -> None:
