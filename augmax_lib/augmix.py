@@ -116,16 +116,11 @@ def level_to_value(ops: tuple[str, ...], op_index: torch.Tensor, level: torch.Te
     return _level_values(numbers[op_index], flags[op_index], level, sign)
 
 
-def _float_level_values(name: str, level: torch.Tensor, sign: torch.Tensor, height: int, width: int):
-    return level_to_value((name,), torch.zeros(level.shape, dtype=torch.long, device=level.device), level, sign,
-                          height, width)
-
-
 def value_bounds(name: str, severity: float, height: int, width: int) -> tuple[float, float]:
     """The range of ``name``'s parameter at ``severity`` (levels up to ``severity``, both signs where they flip)."""
-    top = torch.tensor(float(severity))
-    hi = float(_float_level_values(name, top, torch.ones(()), height, width))
-    lo_level = float(_float_level_values(name, torch.tensor(0.1), torch.ones(()), height, width))
+    levels = torch.tensor([float(severity), 0.1])
+    hi, lo_level = level_to_value((name,), torch.zeros(2, dtype=torch.long), levels, torch.ones(2), height,
+                                  width).tolist()
     if name in ("rotate", "shear_x", "shear_y", "translate_x", "translate_y"):
         return -hi, hi
     return min(lo_level, hi), max(lo_level, hi)

@@ -79,7 +79,7 @@ class Setup:
             own = (load_profile(self.profile).get("eval") or {}).get("images_per_set")
         except ConfigError:
             own = None
-        return own or None
+        return own
 
     def run(self, config, *, evaluate: bool = False, overrides=(), progress: bool = True) -> Run:
         """:func:`get_run` of ``config`` with this notebook's profile, data, device, seed and runs folder."""

@@ -1,4 +1,4 @@
-"""The C kernel of uint8 AugMix chains on the CPU (``chains.c``): built on first use, loaded with ctypes.
+"""The C kernel of AugMix chains on the CPU (``chains.c``): built on first use, loaded with ctypes.
 
 A chain of PyTorch ops on small images spends most of its time between kernels (grouping the images by
 op, copies, float conversions around the warp); the C kernel runs each image's chain in one pass over
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -25,9 +26,9 @@ from typing import Optional
 
 import torch
 
+from .batched import op_tables
 from .geometric import GEOMETRIC_OPS, affine_coefficients
-from .registry import op_group
-from .tone import posterize_masks, solarize_first_levels
+from .tone import as_levels, posterize_masks, solarize_first_levels
 
 __all__ = ["ENV", "SOURCE", "NATIVE_OPS", "available", "unavailable_reason", "library_path", "disabled", "chains_u8",
            "run_chains"]
@@ -205,6 +206,12 @@ def chains_u8(x: torch.Tensor, kind: torch.Tensor, coeffs: torch.Tensor, param: 
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _kind_table(ops: tuple[str, ...]) -> torch.Tensor:
+    """The kernel's kind code (int8) of each op of ``ops``; cached, as ``op_tables`` is."""
+    return torch.tensor([_KINDS[name] for name in ops], dtype=torch.int8)
+
+
 def run_chains(x: torch.Tensor, ops: tuple[str, ...], op_index: torch.Tensor, values: torch.Tensor,
                active: torch.Tensor) -> Optional[torch.Tensor]:
     """``augmix.apply_chains``'s chains of CPU images as uint8 (width, N, C, H, W), or None where the kernel
@@ -222,12 +229,10 @@ def run_chains(x: torch.Tensor, ops: tuple[str, ...], op_index: torch.Tensor, va
         return None
     if any(name not in _KINDS for name in ops):
         return None
-    if x.dtype != torch.uint8:
-        x = x.detach().mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+    x = as_levels(x)
     h, w = x.shape[-2:]
-    kinds = torch.tensor([_KINDS[name] for name in ops], dtype=torch.int8)
-    local = torch.tensor([op_group(name)[1] for name in ops], dtype=torch.long)
-    kind = torch.where(active, kinds[op_index], -1)
+    _, local, _ = op_tables(ops, x.device)  # each op's index inside its kernel group: the geometric op
+    kind = torch.where(active, _kind_table(ops)[op_index], -1)
     flat_index, flat_values = op_index.reshape(-1), values.detach().reshape(-1)
     coeffs = affine_coefficients(local[flat_index], flat_values, h, w).view(*op_index.shape, 6)
     # Both parameters are computed for every entry; the kernel reads the one of the entry's op.

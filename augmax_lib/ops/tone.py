@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 __all__ = ["TONE_OPS", "level_index", "histograms", "channel_range", "autocontrast_luts", "equalize_luts",
-           "apply_lut", "autocontrast", "equalize", "posterize_masks", "solarize_first_levels", "posterize", "solarize"]
+           "apply_lut", "as_levels", "autocontrast", "equalize", "posterize_masks", "solarize_first_levels", "posterize", "solarize"]
 
 TONE_OPS = ("autocontrast", "equalize", "posterize", "solarize")
 
@@ -133,7 +133,7 @@ def _from_levels(x: torch.Tensor, mapped: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _as_levels(x: torch.Tensor) -> torch.Tensor:
+def as_levels(x: torch.Tensor) -> torch.Tensor:
     """uint8 grey levels of a uint8 or float image batch (float rounds to the nearest level)."""
     if x.dtype == torch.uint8:
         return x
@@ -155,14 +155,14 @@ def solarize_first_levels(threshold: torch.Tensor) -> torch.Tensor:
 
 def posterize(x: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
     """PIL's ``ImageOps.posterize`` with per-image ``bits`` (N,): keep the top bits of every level."""
-    out = torch.bitwise_and(_as_levels(x), posterize_masks(bits).view(-1, 1, 1, 1))
+    out = torch.bitwise_and(as_levels(x), posterize_masks(bits).view(-1, 1, 1, 1))
     return out if x.dtype == torch.uint8 else _from_levels(x, out)
 
 
 def solarize(x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     """PIL's ``ImageOps.solarize`` with per-image ``threshold`` (N,): levels >= threshold become 255 - level."""
     first = solarize_first_levels(threshold)
-    levels = _as_levels(x)
+    levels = as_levels(x)
     flip = torch.ge(levels, first.clamp(max=255).to(torch.uint8).view(-1, 1, 1, 1))
     # 255 - level is level XOR 255: an XOR mask of 255 where a pixel flips (0 in images whose threshold
     # is above 255) takes three cheap uint8 passes, where torch.where over uint8 costs several times more.
