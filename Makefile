@@ -46,14 +46,19 @@ RESULTS_PROFILE ?= quick
 RESULTS_RUNS ?= runs/$(RESULTS_PROFILE)
 RESULTS_OUT ?= results/$(RESULTS_PROFILE)
 RESULTS_PARALLEL ?= 1
+# Long runs beside other work: RESULTS_NICE=19 lowers their priority, RESULTS_THREADS=1 leaves a core free
+# (two processes that each spin OpenMP threads on 2 cores slow each other down up to tenfold).
+RESULTS_NICE ?= 0
+RESULTS_THREADS ?=
 RESULTS_EVAL_ARGS ?= --generate-corruptions
 RESULTS_SWEEP_ARGS ?=
 RESULTS_TABLES_ARGS ?=
 
 .PHONY: results
 results: $(STAMP)
-	$(PY) -m augmax_lib sweep $(RESULTS_CONFIGS) --profile $(RESULTS_PROFILE) --seeds $(RESULTS_SEEDS) \
-		--out $(RESULTS_RUNS) --executor local --max-parallel $(RESULTS_PARALLEL) \
+	nice -n $(RESULTS_NICE) $(PY) -m augmax_lib sweep $(RESULTS_CONFIGS) --profile $(RESULTS_PROFILE) \
+		--seeds $(RESULTS_SEEDS) --out $(RESULTS_RUNS) --executor local --max-parallel $(RESULTS_PARALLEL) \
+		$(if $(RESULTS_THREADS),--threads $(RESULTS_THREADS)) \
 		--eval-args="$(RESULTS_EVAL_ARGS)" $(RESULTS_SWEEP_ARGS)
 	$(PY) -m augmax_lib tables $(RESULTS_RUNS) --export $(RESULTS_OUT) --quiet $(RESULTS_TABLES_ARGS)
 

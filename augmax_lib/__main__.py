@@ -1,4 +1,4 @@
-"""Command line: ``python -m augmax_lib {corrupt,train,evaluate,sweep,tables} ...``."""
+"""Command line: ``python -m augmax_lib {corrupt,train,evaluate,sweep,tables,export} ...``."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +12,7 @@ COMMANDS = {
     "evaluate": "evaluate a run or a checkpoint (SA, RA, mCE, CIFAR-10.1, spatial attack)",
     "sweep": "train and evaluate configs x seeds as jobs (debug, local, Slurm); --status follows them",
     "tables": "the poster's tables from a runs folder: mean and spread over seeds beside the published numbers",
+    "export": "ship finished runs as fp16 safetensors files with a hashed manifest (augmax_lib.models.pretrained)",
 }
 
 

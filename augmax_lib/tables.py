@@ -31,7 +31,7 @@ __all__ = ["RunRecord", "CellResult", "TableResult", "collect_runs", "build_tabl
 # Keys that may differ between the seeds of one cell: they do not change what is computed
 # (the same list as a resumable run's, plus the seed itself).
 _FREE_KEYS = ("data.root", "data.workers", "train.device", "train.progress", "train.log_every",
-              "train.eval_batch_size", "train.compile", "name", "description", "paper", "train.seed")
+              "train.eval_batch_size", "train.compile", "name", "description", "paper", "profile", "train.seed")
 # The small files of a run that `export_runs` copies (never checkpoints).
 EXPORTED_FILES = ("results.json", "config.yaml", "log.csv", "sweep.json", "evaluation/results.json")
 
@@ -121,7 +121,7 @@ def _record(train_file: Path) -> Optional[RunRecord]:
     sweep = _read(run_dir / "sweep.json") or {}
     prov = results.get("provenance") or {}
     return RunRecord(run_dir, results.get("name") or config.get("name"), int(config["train"]["seed"]), config,
-                     sweep.get("profile"), str(results.get("data_source")), prov.get("git_commit"),
+                     sweep.get("profile") or config.get("profile"), str(results.get("data_source")), prov.get("git_commit"),
                      _read(run_dir / "evaluation" / "results.json"), prov.get("git_dirty"))
 
 

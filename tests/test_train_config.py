@@ -173,7 +173,10 @@ def test_profiles_overlay_every_row(tmp_path):
     assert smoke["train"]["epochs"] == 1 and smoke["model"]["width"] is not None
     assert smoke["data"]["train_size"] <= 512
     assert smoke["method"] == load_config(row)["method"]  # a profile never touches the method
-    assert load_config(row, "full") == load_config(row)
+    # The full profile changes nothing but the record of which profile was used (results.json carries it).
+    assert {**load_config(row, "full"), "profile": None} == load_config(row)
+    assert load_config(row, "full")["profile"] == "full" and smoke["profile"] == "smoke"
+    assert load_config(row, str(CONFIGS / "profiles" / "quick.yaml"))["profile"] == "quick.yaml"
     quick = load_config(row, "quick", ["train.epochs=2"])
     assert quick["train"]["epochs"] == 2  # overrides come after the profile
     with pytest.raises(ConfigError, match="no profile named 'fast'"):

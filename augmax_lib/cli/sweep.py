@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="GPUs per job; more than one trains with DDP, one task per GPU (default: local 1 when "
                             "this machine has a GPU, else 0; slurm 0). Local jobs see only the GPUs given to them")
     group.add_argument("--cpus-per-job", type=int, default=None, metavar="C", help="CPU cores per task")
+    group.add_argument("--threads", type=int, default=None, metavar="T",
+                       help="torch threads of each local CPU job (default: the cores shared out between the jobs that "
+                            "run at once); fewer leave cores to other work")
     group.add_argument("--mem-gb", type=float, default=None, help="memory per node in GB")
     group.add_argument("--slurm-partition", default=None)
     group.add_argument("--slurm-account", default=None)
@@ -91,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
         if args.gpus_per_job < 0:
             raise SweepError(f"--gpus-per-job: expected >= 0, got {args.gpus_per_job}")
         check_writable_folder(args.out, "--out")  # before any job is planned or started
-        threads = default_threads(args.executor, max(1, args.max_parallel), args.gpus_per_job)
+        if args.threads is not None and args.threads < 1:
+            raise SweepError(f"--threads: expected >= 1, got {args.threads}")
+        threads = args.threads or default_threads(args.executor, max(1, args.max_parallel), args.gpus_per_job)
         specs = plan(args.configs, args.seeds, args.out, args.profile, args.overrides, eval_args, threads)
         options = SlurmOptions(timeout_min=args.timeout_min, gpus_per_job=args.gpus_per_job,
                                cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb, partition=args.slurm_partition,

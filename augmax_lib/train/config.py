@@ -18,8 +18,8 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 __all__ = ["ConfigError", "Option", "METHODS", "PRECISIONS", "SCHEDULES", "RENAMED_KEYS", "SCHEMA", "METHOD_OPTIONS",
-           "PROFILES_DIR", "load_config", "validate", "merge", "parse_override", "apply_overrides",
-           "load_profile", "dump_config", "method_options"]
+           "PROFILES_DIR", "PROFILE_ONLY_KEYS", "load_config", "validate", "merge", "parse_override", "apply_overrides",
+           "load_profile", "profile_name", "dump_config", "method_options"]
 
 # configs/ at the root of the source tree (this file is augmax_lib/train/config.py).
 PROFILES_DIR = Path(__file__).resolve().parents[2] / "configs" / "profiles"
@@ -91,6 +91,9 @@ METHODS = tuple(METHOD_OPTIONS)
 PRECISIONS = ("fp32", "bf16", "fp16")
 # Learning-rate schedules: AugMax's cosine stepped once per epoch, AugMix's (cifar.py) once per optimiser step.
 SCHEDULES = ("cosine", "cosine_per_step", "multistep", "constant")
+# Sections of a profile file that are not config keys: a one-line note for readers, and the sizes, budgets and
+# models the course notebooks use in that profile (augmax_lib.course.params reads them).
+PROFILE_ONLY_KEYS = ("about", "course")
 # Keys that were replaced: reading one is an error that names its successors.
 RENAMED_KEYS = {
     "train.amp": "train.amp was replaced by train.precision ('fp32', 'bf16' or 'fp16') and train.channels_last "
@@ -100,6 +103,8 @@ RENAMED_KEYS = {
 
 SCHEMA: dict[str, Any] = {
     "name": _opt("run", str, "run name (the default run directory is runs/<name>)"),
+    "profile": _opt(None, str, "the profile overlay the config was loaded with (set by load_config; recorded in "
+                    "results.json; changes nothing by itself)", nullable=True),
     "description": _opt("", str, "what this config reproduces"),
     "paper": {
         "table": _opt("", str, "the paper table this config reproduces"),
@@ -421,6 +426,9 @@ def load_config(path: str | Path | None = None, profile: str | None = None,
         if "method" in overlay:
             raise ConfigError(f"profile {profile!r}: a profile may not set method options (they differ per method); "
                               f"put them under per_method: {{<method name>: {{...}}}}")
+        # What a profile says to people and to the course notebooks: no config keys (augmax_lib.course.params).
+        for key in PROFILE_ONLY_KEYS:
+            overlay.pop(key, None)
         per_method = _profile_section(overlay, "per_method", profile, METHODS, "method")
         from augmax_lib.models import list_models  # the models package imports this module's neighbours
         per_model = _profile_section(overlay, "per_model", profile, list_models(), "model")
@@ -437,8 +445,15 @@ def load_config(path: str | Path | None = None, profile: str | None = None,
         name = (raw.get("method") or {}).get("name", SCHEMA["method"]["name"].default)
         if name in per_method:
             raw = merge(raw, {"method": per_method[name]})
+        raw["profile"] = profile_name(profile)
     raw = apply_overrides(raw, overrides)
     return validate(raw)
+
+
+def profile_name(profile) -> str:
+    """How a profile is recorded: its name (``quick``), or the file name of a profile given as a YAML path."""
+    path = Path(str(profile))
+    return path.name if path.suffix in (".yaml", ".yml") else str(profile)
 
 
 def dump_config(config: Mapping) -> str:

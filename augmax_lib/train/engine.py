@@ -41,7 +41,7 @@ from augmax_lib.norm import dual_layers, route
 from . import distributed as dist_utils
 from .checkpoint import (CheckpointError, atomic_write_text, capture_rng, config_mismatches, load_checkpoint,
                          restore_rng, save_checkpoint)
-from .config import ConfigError, apply_overrides, dump_config, load_config, load_profile, merge, validate
+from .config import ConfigError, dump_config, load_config
 from .methods import StepContext, get_step, training_routes
 from .runs import backbone, build_run_model
 
@@ -287,10 +287,8 @@ def _as_config(config, profile, overrides) -> dict:
         return load_config(config, profile, overrides)
     if not isinstance(config, Mapping):
         raise ConfigError(f"config: expected a path to a YAML file or a mapping, got {type(config).__name__}")
-    raw = dict(config)
-    if profile:
-        raw = merge(raw, load_profile(profile))
-    return validate(apply_overrides(raw, overrides))
+    # The same path as a file: the profile's per_method, per_model and ablations sections apply to a mapping too.
+    return load_config(base=config, profile=profile, overrides=overrides)
 
 
 def _prepare_run_dir(run_dir: Path, resume: bool, config: Mapping) -> Optional[dict]:
@@ -491,7 +489,8 @@ def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
         rates = [row["train_images_per_s"] for row in history]
         best_row = next((row for row in history if row["epoch"] == best["epoch"]), history[-1])
         results = {
-            "name": config["name"], "description": config["description"], "paper": config["paper"],
+            "name": config["name"], "profile": config["profile"], "description": config["description"],
+            "paper": config["paper"],
             "method": config["method"]["name"], "model": config["model"]["name"], "norm": config["model"]["norm"],
             "data_source": data.source, "num_train_images": data.num_train,
             "num_val_images": 0 if data.val is None else len(data.val),

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from augmax_lib.models import build_model
+from augmax_lib.models.normalized import NormalizedInput
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import validate
@@ -21,20 +22,6 @@ __all__ = ["NormalizedInput", "build_run_model", "backbone", "load_run", "RUN_FI
 
 # What a run directory holds (see augmax_lib.train.engine).
 RUN_FILES = ("config.yaml", "log.csv", "log.json", "last.pt", "best.pt", "results.json")
-
-
-class NormalizedInput(nn.Module):
-    """``net((x - mean) / std)``: lets a backbone that expects normalised images take [0, 1] images."""
-
-    def __init__(self, net: nn.Module, mean, std):
-        super().__init__()
-        self.net = net
-        # Not persistent: the state dict stays the backbone's (keys "net.*") plus nothing else.
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))
 
 
 def build_run_model(config: dict, num_classes: int) -> nn.Module:
