@@ -6,6 +6,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.augmax-installed
 PROFILE ?= quick
 PYTEST_ARGS ?=
+# NOTEBOOK_ARGS=--record-times stores each notebook's time in book/notebook_times.json (shown atop each notebook).
+NOTEBOOK_ARGS ?=
 
 .PHONY: setup test test-fast book book-assets notebooks bench clean-book
 
@@ -22,7 +24,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 notebooks: $(STAMP)
-	$(PY) book/run_notebooks.py --profile $(PROFILE) --out _build/executed
+	$(PY) book/run_notebooks.py --profile $(PROFILE) --out _build/executed $(NOTEBOOK_ARGS)
 
 # The notebooks' executed copies + the vendored scripts -> HTML (warnings are errors), no CDN at page time.
 book: notebooks book-assets
@@ -54,7 +56,7 @@ RESULTS_EVAL_ARGS ?= --generate-corruptions
 RESULTS_SWEEP_ARGS ?=
 RESULTS_TABLES_ARGS ?=
 
-.PHONY: results
+.PHONY: results shipped-models
 results: $(STAMP)
 	nice -n $(RESULTS_NICE) $(PY) -m augmax_lib sweep $(RESULTS_CONFIGS) --profile $(RESULTS_PROFILE) \
 		--seeds $(RESULTS_SEEDS) --out $(RESULTS_RUNS) --executor local --max-parallel $(RESULTS_PARALLEL) \
@@ -64,3 +66,8 @@ results: $(STAMP)
 
 clean-book:
 	rm -rf _build
+
+# The long profile's seed-0 runs as the library's shipped models (fp16 safetensors + a hashed manifest).
+SHIPPED_RUNS ?= runs/long
+shipped-models: $(STAMP)
+	$(PY) -m augmax_lib export $(SHIPPED_RUNS) --seed 0 --out augmax_lib/models/weights/long --collection long

@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-__all__ = ["Metric", "METRICS", "Cell", "Row", "Table", "TABLES", "SAME_TRAINING", "table", "cells_of_config",
-           "same_training"]
+__all__ = ["Metric", "METRICS", "Cell", "Row", "Table", "TABLES", "table"]
 
 
 @dataclass(frozen=True)
@@ -37,11 +36,13 @@ METRICS = {
 
 @dataclass(frozen=True)
 class Cell:
-    """One published number: the config whose runs fill it, the metric, the value and its +- (Table 8 only)."""
+    """One published number: the config whose runs fill it, the metric, the value, the data set it was trained and
+    evaluated on, and its +- (Table 8 only)."""
 
     config: str
     metric: str
     paper: float
+    dataset: str = "cifar10"
     paper_spread: Optional[float] = None
 
 
@@ -72,7 +73,8 @@ def _main_cifar(dataset: str, title: str, numbers: dict) -> Table:
         config = f"{dataset}_{model}_{method}"
         shown = {"resnet18": "ResNet18", "wrn40_2": "WRN40-2", "resnext29": "ResNeXt29"}[model]
         method_label = {"normal": "Normal", "augmix": "AugMix", "augmax_dubin": "AugMax-DuBIN"}[method]
-        rows.append(Row((shown, method_label), {"SA": Cell(config, "sa", sa), "RA": Cell(config, "ra", ra)}))
+        rows.append(Row((shown, method_label), {"SA": Cell(config, "sa", sa, dataset),
+                                                "RA": Cell(config, "ra", ra, dataset)}))
     return Table(dataset, title, ("Model", "Method"), ("SA", "RA"), tuple(rows))
 
 
@@ -82,8 +84,8 @@ def _main_imagenet(dataset: str, title: str, numbers: dict) -> Table:
     rows = []
     for method, (sa, ra, mce) in numbers.items():
         config = f"{dataset}_resnet18_{method}"
-        rows.append(Row((labels[method],), {"SA": Cell(config, "sa", sa), "RA": Cell(config, "ra", ra),
-                                            "mCE": Cell(config, "mce", mce)}))
+        rows.append(Row((labels[method],), {"SA": Cell(config, "sa", sa, dataset), "RA": Cell(config, "ra", ra, dataset),
+                                            "mCE": Cell(config, "mce", mce, dataset)}))
     return Table(dataset, title, ("Method",), ("SA", "RA", "mCE"), tuple(rows),
                  note="ResNet18. mCE anchors: AlexNet on ImageNet-C, a normally trained ResNet18 on Tiny-ImageNet-C.")
 
@@ -150,39 +152,24 @@ TABLES: tuple = (
     _main_imagenet("imagenet", "ImageNet / ImageNet-C (main results)", _IMAGENET),
     _main_imagenet("tinyimagenet", "Tiny-ImageNet / Tiny-ImageNet-C (main results)", _TINYIMAGENET),
     Table("table8", "Normalisation ablation (Table 8)", ("Method",), ("CIFAR10-C", "CIFAR100-C"),
-          tuple(Row((label,), {"CIFAR10-C": Cell(f"ablation_norm_cifar10_wrn40_2_{key}", "ra", *c10),
-                               "CIFAR100-C": Cell(f"ablation_norm_cifar100_wrn40_2_{key}", "ra", *c100)})
+          tuple(Row((label,), {"CIFAR10-C": Cell(f"ablation_norm_cifar10_wrn40_2_{key}", "ra", c10[0], "cifar10", c10[1]),
+                               "CIFAR100-C": Cell(f"ablation_norm_cifar100_wrn40_2_{key}", "ra", c100[0], "cifar100",
+                                                  c100[1])})
                 for key, (label, c10, c100) in _TABLE8.items()),
           note="RA (%) with WRN40-2; the poster's +- is its spread over runs.",
           column_labels={"CIFAR10-C": "CIFAR10-C RA (%)", "CIFAR100-C": "CIFAR100-C RA (%)"}),
     Table("table10", "Strategy ablation (Table 10)", ("Method", "Strategy"), ("SA", "RA"),
-          tuple(Row((label, strategy), {"SA": Cell(f"ablation_strategy_cifar100_resnet18_{key}", "sa", sa),
-                                        "RA": Cell(f"ablation_strategy_cifar100_resnet18_{key}", "ra", ra)})
+          tuple(Row((label, strategy), {"SA": Cell(f"ablation_strategy_cifar100_resnet18_{key}", "sa", sa, "cifar100"),
+                                        "RA": Cell(f"ablation_strategy_cifar100_resnet18_{key}", "ra", ra, "cifar100")})
                 for key, (label, strategy, sa, ra) in _TABLE10.items()),
           note="CIFAR-100(-C) with ResNet18."),
     Table("table11", "Other distribution shifts (Table 11)", ("Method",), ("CIFAR10.1", "CIFAR10-STA"),
-          tuple(Row((label,), {"CIFAR10.1": Cell(f"other_shifts_cifar10_resnext29_{key}", "cifar101", c101),
-                               "CIFAR10-STA": Cell(f"other_shifts_cifar10_resnext29_{key}", "sta", sta)})
+          tuple(Row((label,), {"CIFAR10.1": Cell(f"other_shifts_cifar10_resnext29_{key}", "cifar101", c101, "cifar10"),
+                               "CIFAR10-STA": Cell(f"other_shifts_cifar10_resnext29_{key}", "sta", sta, "cifar10")})
                 for key, (label, c101, sta) in _TABLE11.items()),
           note="ResNeXt29 trained on CIFAR-10; CIFAR-10.1 v4, worst-of-10 spatial attack (highest loss).",
           column_labels={"CIFAR10.1": "CIFAR10.1 (%)", "CIFAR10-STA": "CIFAR10-STA (%)"}),
 )
-
-# Configs whose training is the same recipe (they differ only in name, description and paper block), so a
-# table cell with no runs of its own config may use the runs of another in its group (tests check the recipes).
-SAME_TRAINING: tuple = (
-    ("cifar10_wrn40_2_augmix", "ablation_norm_cifar10_wrn40_2_augmix_bn"),
-    ("cifar10_wrn40_2_augmax_dubin", "ablation_norm_cifar10_wrn40_2_augmax_dubin"),
-    ("cifar100_wrn40_2_augmix", "ablation_norm_cifar100_wrn40_2_augmix_bn"),
-    ("cifar100_wrn40_2_augmax_dubin", "ablation_norm_cifar100_wrn40_2_augmax_dubin"),
-    ("cifar100_resnet18_normal", "ablation_strategy_cifar100_resnet18_normal"),
-    ("cifar100_resnet18_augmix", "ablation_strategy_cifar100_resnet18_augmix"),
-    ("cifar100_resnet18_augmax_dubin", "ablation_strategy_cifar100_resnet18_augmax_dubin"),
-    ("cifar10_resnext29_normal", "other_shifts_cifar10_resnext29_normal"),
-    ("cifar10_resnext29_augmix", "other_shifts_cifar10_resnext29_augmix"),
-    ("cifar10_resnext29_augmax_dubin", "other_shifts_cifar10_resnext29_augmax_dubin"),
-)
-
 
 def table(key: str) -> Table:
     """The table named ``key`` (cifar10, cifar100, imagenet, tinyimagenet, table8, table10, table11)."""
@@ -190,16 +177,3 @@ def table(key: str) -> Table:
         if t.key == key:
             return t
     raise KeyError(f"table: expected one of {', '.join(t.key for t in TABLES)}, got {key!r}")
-
-
-def cells_of_config(name: str) -> list:
-    """Every (table, row, column, cell) that the runs of config ``name`` fill directly."""
-    return [(t, r, col, c) for t in TABLES for r in t.rows for col, c in r.cells.items() if c.config == name]
-
-
-def same_training(name: str) -> tuple:
-    """The other configs with the same training recipe as ``name`` (empty when none)."""
-    for group in SAME_TRAINING:
-        if name in group:
-            return tuple(g for g in group if g != name)
-    return ()

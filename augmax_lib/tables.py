@@ -2,10 +2,12 @@
 
 :func:`collect_runs` reads every training run under a folder (``results.json`` with its
 ``evaluation/results.json``), :func:`build_tables` fills each cell of :data:`augmax_lib.paper_numbers.TABLES`
-from the runs of its config (or of a config with the same training, see ``SAME_TRAINING``), and
-:func:`write_tables` writes ``tables.md``, ``tables.csv`` (one line per cell) and ``runs.csv`` (one line
-per run). A cell whose runs differ in profile/config, data, evaluation or commit is not averaged; its note
-says what differs.
+by one rule (:func:`fits`): a cell takes only runs trained and evaluated on its data set whose training recipe,
+budget included, is what the cell's config gives under the run's profile, whatever config name they were run
+under. Runs of a table's configs on another data set fill a copy of that table labelled with their data set,
+without the poster's numbers. :func:`write_tables` writes ``tables.md``, ``tables.csv`` (one line per cell) and
+``runs.csv`` (one line per run). A cell whose runs differ in profile/config, data, evaluation or commit is not
+averaged; its note says what differs.
 """
 from __future__ import annotations
 
@@ -22,9 +24,9 @@ from pathlib import Path
 from typing import Optional
 
 from augmax_lib._checks import InputError
-from augmax_lib.paper_numbers import METRICS, TABLES, Cell, same_training
+from augmax_lib.paper_numbers import METRICS, TABLES, Cell
 
-__all__ = ["RunRecord", "CellResult", "TableResult", "collect_runs", "build_tables", "render_markdown",
+__all__ = ["RunRecord", "CellResult", "TableResult", "collect_runs", "build_tables", "fits", "run_profile", "render_markdown",
            "cells_csv", "runs_csv", "write_tables", "export_runs", "same_code", "EXPORTED_FILES", "CODE_PATHS",
            "TablesError"]
 
@@ -84,8 +86,23 @@ class RunRecord:
 
     @property
     def recipe(self) -> dict:
-        """The config keys that define what was trained (seed and logistics left out)."""
+        """The config keys that define what was trained and how it is evaluated (seed and logistics left out)."""
         return {k: v for k, v in _flatten(self.config).items() if not _free(k)}
+
+    @property
+    def training(self) -> dict:
+        """The recipe without its ``eval`` section: what was trained, at which budget."""
+        return _training(self.recipe)
+
+    @property
+    def train_dataset(self) -> str:
+        """The data set the run trained on (its config's ``data.dataset``)."""
+        return str(self.config.get("data", {}).get("dataset"))
+
+    @property
+    def eval_dataset(self) -> Optional[str]:
+        """The data set the evaluation ran on (None when not evaluated)."""
+        return (self.evaluation or {}).get("dataset")
 
     @property
     def eval_commit(self) -> Optional[str]:
@@ -158,10 +175,16 @@ class CellResult:
     refused: Optional[str] = None     # why the runs were not averaged
     notes: list = field(default_factory=list)
     runs: list = field(default_factory=list)
+    dataset: str = ""                 # the data set of the runs (the cell's own, or another in an "other data" table)
+
+    @property
+    def comparable(self) -> bool:
+        """Whether the runs were trained and evaluated on the poster's data set for this cell (then a diff is shown)."""
+        return self.dataset == self.cell.dataset
 
     @property
     def diff(self) -> Optional[float]:
-        return None if self.mean is None else self.mean - self.cell.paper
+        return None if self.mean is None or not self.comparable else self.mean - self.cell.paper
 
 
 @dataclass
@@ -173,6 +196,7 @@ class TableResult:
     column_labels: dict
     note: str
     cells: list                       # CellResult, row by row, column by column
+    comparable: bool = True           # False: runs on another data set than the poster's, shown without its numbers
 
     @property
     def has_runs(self) -> bool:
@@ -256,17 +280,129 @@ def _mixed(runs, allow_mixed_commits: bool) -> Optional[str]:
     return "; ".join(reasons) or None
 
 
-def _fill(result: CellResult, by_config: dict, allow_mixed_commits: bool) -> CellResult:
+# ------------------------------------------------------------------------------ which runs fill a cell
+# One rule, used by `tables`, the course and the results chapter: a cell takes only runs trained and evaluated on
+# its data set whose training recipe, budget included, is exactly what the cell's config gives under the run's
+# profile. Runs of another config count when their recipe is that same recipe ("the same training"); runs on
+# another data set fill a table of their own, labelled with their data set and shown without the poster's numbers.
+def _training(recipe: dict) -> dict:
+    return {k: v for k, v in recipe.items() if not (k == "eval" or k.startswith("eval."))}
+
+
+@functools.lru_cache(maxsize=1)
+def _config_files() -> dict:
+    """Config name -> YAML path of every config under configs/ (empty when the repository's configs/ is absent)."""
+    import yaml
+
+    from augmax_lib.train.config import PROFILES_DIR
+
+    out = {}
+    root = PROFILES_DIR.parent
+    for path in sorted(root.glob("*/*.yaml")) if root.is_dir() else []:
+        if path.parent.name == "profiles":
+            continue
+        try:
+            name = (yaml.safe_load(path.read_text()) or {}).get("name")
+        except yaml.YAMLError:
+            continue
+        if name:
+            out[name] = path
+    return out
+
+
+def _profiles() -> tuple:
+    from augmax_lib.train.config import PROFILES_DIR
+
+    return tuple(sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))) if PROFILES_DIR.is_dir() else ()
+
+
+@functools.lru_cache(maxsize=1024)
+def _expected(config_name: str, profile: Optional[str], data: tuple) -> Optional[tuple]:
+    """The training recipe of ``config_name`` under ``profile`` with ``data`` (key=value overrides of the data
+    section), as sorted items; None when the config or profile cannot be loaded here."""
+    from augmax_lib.train.config import ConfigError, load_config
+
+    path = _config_files().get(config_name)
+    if path is None:
+        return None
+    try:
+        config = load_config(path, profile or None, list(data))
+    except (ConfigError, OSError):
+        return None
+    recipe = {k: v for k, v in _flatten(config).items() if not _free(k)}
+    return tuple(sorted((k, json.dumps(v, sort_keys=True, default=str)) for k, v in _training(recipe).items()))
+
+
+@functools.lru_cache(maxsize=256)
+def _config_dataset(config_name: str) -> Optional[str]:
+    """The data set a config names (``data.dataset``), None when it cannot be read here."""
+    expected = _expected(config_name, None, ())
+    return json.loads(dict(expected)["data.dataset"]) if expected else None
+
+
+def _data_overrides(r: RunRecord, config_name: str) -> tuple:
+    """Overrides that put ``config_name`` onto the run's own training data (none when it names that data set)."""
+    if _config_dataset(config_name) == r.train_dataset:
+        return ()
+    options = json.dumps((r.config.get("data") or {}).get("options") or {}, sort_keys=True)
+    return (f"data.dataset={r.train_dataset}", f"data.options={options}")
+
+
+def _as_items(training: dict) -> tuple:
+    return tuple(sorted((k, json.dumps(v, sort_keys=True, default=str)) for k, v in training.items()))
+
+
+def run_profile(r: RunRecord) -> Optional[str]:
+    """The run's profile: the recorded one when it can be loaded here, else the one profile under
+    configs/profiles/ (or none: "full") that gives the run's recipe; None when none does (a custom budget)."""
+    mine = _as_items(r.training)
+    recorded = Path(r.profile).stem if r.profile else None
+    tries = ([recorded] if recorded else []) + [p for p in ("full", *_profiles()) if p != recorded]
+    for profile in tries:
+        if _expected(r.config_name, profile, _data_overrides(r, r.config_name)) == mine:
+            return profile
+    return None
+
+
+def fits(r: RunRecord, cell_config: str, dataset: Optional[str] = None) -> bool:
+    """Whether run ``r`` trained exactly what ``cell_config`` gives at the run's profile, on ``dataset`` (default:
+    any; the poster's cells pass their own, the "other data" tables another one), and was evaluated on it."""
+    if dataset is not None and r.train_dataset != dataset:
+        return False
+    if r.eval_dataset is not None and r.eval_dataset != r.train_dataset:
+        return False
+    if not _config_files():  # no configs/ here: only the config's own runs, their budgets unchecked
+        return r.config_name == cell_config
+    profile = run_profile(r)
+    if profile is None:
+        return False  # a budget no profile gives (overrides of the recipe): it fills no poster cell
+    return _expected(cell_config, profile, _data_overrides(r, cell_config)) == _as_items(r.training)
+
+
+def _candidates(cell_config: str, dataset: str, records) -> tuple[Optional[str], list]:
+    """(config whose runs fill the cell, those runs): the cell's own config first, else one of the same training."""
+    matching = [r for r in records if fits(r, cell_config, dataset)]
+    if not matching:
+        return None, []
+    own = [r for r in matching if r.config_name == cell_config]
+    if own:
+        return cell_config, own
+    by_config = {}
+    for r in matching:
+        by_config.setdefault(r.config_name, []).append(r)
+    name = sorted(by_config)[0]
+    return name, by_config[name]
+
+
+def _fill(result: CellResult, records, allow_mixed_commits: bool) -> CellResult:
     cell = result.cell
-    for name in (cell.config, *same_training(cell.config)):
-        if by_config.get(name):
-            result.runs_of = name
-            break
+    result.runs_of, runs = _candidates(cell.config, result.dataset, records)
     if result.runs_of is None:
         return result
-    runs = by_config[result.runs_of]
     if result.runs_of != cell.config:
-        result.notes.append(f"from runs of {result.runs_of} (the same training as {cell.config})")
+        result.notes.append(f"from runs of {result.runs_of} (the same recipe and budget as {cell.config})")
+    if not _config_files():
+        result.notes.append("budget not checked: the repository's configs/ folder is not here")
     not_evaluated = [r for r in runs if r.evaluation is None]
     if not_evaluated:
         result.notes.append(f"{len(not_evaluated)} run(s) not evaluated yet ({_seeds(not_evaluated)})")
@@ -293,15 +429,28 @@ def _fill(result: CellResult, by_config: dict, allow_mixed_commits: bool) -> Cel
 
 
 def build_tables(records, allow_mixed_commits: bool = False) -> list:
-    """One :class:`TableResult` per poster table, every cell filled from ``records`` where runs exist."""
-    by_config = {}
-    for r in records:
-        by_config.setdefault(r.config_name, []).append(r)
+    """One :class:`TableResult` per poster table, its cells filled from ``records`` by the rule above, then one per
+    (poster table, other data set) that runs were trained on, labelled with that data set (no poster numbers)."""
+    records = list(records)
     out = []
     for t in TABLES:
-        cells = [_fill(CellResult(t.key, row.labels, col, row.cells[col]), by_config, allow_mixed_commits)
-                 for row in t.rows for col in t.columns]
+        cells = [_fill(CellResult(t.key, row.labels, col, row.cells[col], dataset=row.cells[col].dataset), records,
+                       allow_mixed_commits) for row in t.rows for col in t.columns]
         out.append(TableResult(t.key, t.title, t.row_headers, t.columns, dict(t.column_labels), t.note, cells))
+    for t in TABLES:
+        poster_data = {c.dataset for row in t.rows for c in row.cells.values()}
+        others = sorted({r.train_dataset for r in records} - poster_data)
+        for dataset in others:
+            cells = [_fill(CellResult(f"{t.key}@{dataset}", row.labels, col, row.cells[col], dataset=dataset),
+                           records, allow_mixed_commits) for row in t.rows for col in t.columns]
+            if not any(c.runs for c in cells):
+                continue
+            source = sorted({r.train_data for c in cells for r in c.runs})
+            out.append(TableResult(
+                f"{t.key}@{dataset}", f"{t.title}: our rows on {', '.join(source)}", t.row_headers, t.columns,
+                dict(t.column_labels), f"Trained and evaluated on {', '.join(source)}, not on the poster's "
+                f"{' and '.join(sorted(poster_data))}: these numbers are not comparable with the poster's, which are "
+                f"left out.", cells, comparable=False))
     return out
 
 
@@ -333,9 +482,27 @@ def _provenance_line(cells) -> str:
     data = sorted({r.train_data for r in runs})
     commits = sorted({_short(r.train_commit) for r in runs})
     dirty = sum(r.dirty for r in runs)
+    evaluations = sorted({_evaluation_words(r) for r in runs})
     return (f"Runs: profile {', '.join(profiles)}; training data {', '.join(data)}; "
             f"commit {', '.join(commits)}"
-            + (f" ({dirty} of {len(runs)} with uncommitted changes in the checkout)" if dirty else "") + ".")
+            + (f" ({dirty} of {len(runs)} with uncommitted changes in the checkout)" if dirty else "") + ". "
+            + f"Evaluation: {'; '.join(evaluations)}.")
+
+
+def _evaluation_words(r: RunRecord) -> str:
+    """How a run was evaluated, in words: test images per set and where the corrupted images came from."""
+    e = r.evaluation or {}
+    per_set, total = e.get("images_per_set"), e.get("num_test_images")
+    images = (f"all {total:,} test images" if per_set == total or per_set is None else
+              f"{per_set:,} of the {total:,} test images per set (class-balanced, the same in every set)")
+    source = str((e.get("metrics") or {}).get("corruption_source") or "")
+    if not source:
+        corrupted = "no corrupted sets"
+    elif "generated" in source.lower():
+        corrupted = "corruptions generated by augmax_lib (not the published files)"
+    else:
+        corrupted = f"the published corrupted files ({source})"
+    return f"{images}, {corrupted}"
 
 
 def render_markdown(tables, roots=(), show_empty: bool = False, records=()) -> str:
@@ -361,11 +528,13 @@ def render_markdown(tables, roots=(), show_empty: bool = False, records=()) -> s
         if provenance:
             lines += [provenance, ""]
         header = list(t.row_headers)
+        per_column = 3 if t.comparable else 1
         for col in t.columns:
             label = t.column_labels.get(col) or METRICS[_column_metric(t, col)].label
-            header += [label, "paper", "diff"]
+            header += [label, "paper", "diff"][:per_column]
         lines.append("| " + " | ".join(header) + " |")
-        lines.append("| " + " | ".join(["---"] * len(t.row_headers) + ["---:"] * (3 * len(t.columns))) + " |")
+        lines.append("| " + " | ".join(["---"] * len(t.row_headers) + ["---:"] * (per_column * len(t.columns)))
+                     + " |")
         notes, per_row = [], len(t.columns)
         for i in range(0, len(t.cells), per_row):
             row_cells = t.cells[i:i + per_row]
@@ -376,36 +545,49 @@ def render_markdown(tables, roots=(), show_empty: bool = False, records=()) -> s
                 if remarks:
                     notes.append(f"{' '.join(c.row)}, {c.column}: " + "; ".join(remarks))
                     text += f" [{len(notes)}]"
-                out += [text, _paper(c.cell), _num(c.diff, signed=True)]
+                out += [text, _paper(c.cell), _num(c.diff, signed=True)][:per_column]
             lines.append("| " + " | ".join(out) + " |")
         if notes:
             lines.append("")
             lines += [f"[{i}] {note}" for i, note in enumerate(notes, 1)]
         lines.append("")
-    used = {c.runs_of for t in tables for c in t.cells}
+    used = {str(r.run_dir) for t in tables for c in t.cells for r in c.runs}
     others = {}
     for r in records:
-        if r.config_name not in used:
-            others.setdefault(r.config_name, []).append(r)
+        if str(r.run_dir) not in used and r.evaluation is not None:
+            others.setdefault((r.config_name, outside_reason(r)), []).append(r)
     if others:
-        lines += ["## Runs outside the poster's tables", "", "| Config | Seeds | SA (%) | RA (%) |",
-                  "| --- | --- | ---: | ---: |"]
-        for name, runs in sorted(others.items()):
+        lines += ["## Runs outside the poster's tables", "", "| Config | Seeds | SA (%) | RA (%) | Why not in a table |",
+                  "| --- | --- | ---: | ---: | --- |"]
+        for (name, why), runs in sorted(others.items()):
             cols = []
             for key in ("sa", "ra"):
                 values = [v for v in (r.metric(key) for r in runs) if v is not None]
                 cols.append(f"{statistics.fmean(values):.2f} (n={len(values)})" if values else "-")
-            lines.append(f"| {name} | {', '.join(str(r.seed) for r in runs)} | {cols[0]} | {cols[1]} |")
+            lines.append(f"| {name} | {', '.join(str(r.seed) for r in runs)} | {cols[0]} | {cols[1]} | {why} |")
         lines += ["", "These are not checked for mixed profiles or commits; see runs.csv for each run.", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def outside_reason(r: RunRecord) -> str:
+    """Why a run fills no cell of the poster's tables (nor of an "other data" table)."""
+    table_configs = {c.config for t in TABLES for row in t.rows for c in row.cells.values()}
+    if _config_files() and run_profile(r) is None:
+        return "its budget is no profile's (keys of the recipe were overridden)"
+    if r.eval_dataset is not None and r.eval_dataset != r.train_dataset:
+        return f"trained on {r.train_dataset}, evaluated on {r.eval_dataset}"
+    if r.config_name not in table_configs and not any(fits(r, c) for c in table_configs):
+        return "not a row of the poster's tables"
+    return "its cells are filled from other runs"
 
 
 def _column_metric(t: TableResult, col: str) -> str:
     return next(c.cell.metric for c in t.cells if c.column == col)
 
 
-CELL_COLUMNS = ("table", "table_title", "row", "column", "metric", "config", "runs_of", "mean", "std", "n", "seeds",
-                "paper", "paper_spread", "diff", "profiles", "training_data", "commits", "refused", "notes")
+CELL_COLUMNS = ("table", "table_title", "row", "column", "metric", "config", "runs_of", "dataset", "comparable", "mean",
+                "std", "n", "seeds", "paper", "paper_spread", "diff", "profiles", "training_data", "evaluation",
+                "commits", "refused", "notes")
 RUN_COLUMNS = ("config", "seed", "profile", "sa", "ra", "mce", "cifar101", "sta", "training_data",
                "evaluation_data", "images_per_set", "train_commit", "eval_commit", "run_dir")
 
@@ -420,10 +602,13 @@ def cells_csv(tables) -> str:
             writer.writerow({
                 "table": t.key, "table_title": t.title, "row": " ".join(c.row), "column": c.column,
                 "metric": c.cell.metric, "config": c.cell.config, "runs_of": c.runs_of or "",
+                "dataset": c.dataset, "comparable": int(c.comparable),
                 "mean": _round(c.mean), "std": _round(c.std), "n": c.n, "seeds": " ".join(map(str, c.seeds)),
-                "paper": c.cell.paper, "paper_spread": "" if c.cell.paper_spread is None else c.cell.paper_spread,
+                "paper": c.cell.paper if c.comparable else "",
+                "paper_spread": "" if c.cell.paper_spread is None or not c.comparable else c.cell.paper_spread,
                 "diff": _round(c.diff), "profiles": " ".join(sorted({r.profile or "" for r in c.runs})).strip(),
                 "training_data": " | ".join(sorted({r.train_data for r in c.runs})),
+                "evaluation": " | ".join(sorted({_evaluation_words(r) for r in c.runs})),
                 "commits": " ".join(sorted({_short(r.train_commit) for r in c.runs})),
                 "refused": c.refused or "", "notes": "; ".join(c.notes)})
     return buffer.getvalue()

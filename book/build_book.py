@@ -32,13 +32,15 @@ STAGED_KEY = "augmax_book"  # also read by book/_ext/augmax_book.py
 ANNOUNCE = re.compile(r"^profile: (?P<profile>\S+) \| data: (?P<data>.+?) \| device: (?P<device>\S+) \| "
                       r"seed: (?P<seed>\d+)", re.M)
 FALLBACK = re.compile(r"Falling back to the SYNTHETIC", re.I)
-PROFILE_MEANING = {
-    "smoke": "The smoke profile only checks that the notebook runs (a few hundred images, a width-8 "
-             "model, one epoch): **every number and curve on this page is meaningless**.",
-    "quick": "The quick profile trains small models on 5,000 images for a few epochs on a CPU: the "
-             "methods differ in kind, but the numbers are **not** the paper's.",
-    "full": "The full profile uses the paper's settings.",
-}
+
+
+def profile_meaning(profile: str) -> str:
+    """What a profile's numbers mean and what it runs, read from its file (configs/profiles/<profile>.yaml)."""
+    from augmax_lib.course.params import known_profiles, profile_about, profile_facts
+
+    if profile not in known_profiles():
+        return "This is a custom profile."
+    return f"{profile_about(profile)} In numbers: {profile_facts(profile)}"
 
 
 def _git(*args: str) -> str:
@@ -79,7 +81,7 @@ def provenance(nb: dict) -> dict:
 
 
 def provenance_markdown(p: dict, name: str) -> str:
-    kind = {"smoke": "warning", "quick": "note", "full": "tip"}.get(p["profile"], "warning")
+    kind = "note"
     lines = [f"```{{admonition}} Outputs from the {p['profile']} profile",
              f":class: {kind} augmax-provenance",
              f"The outputs on this page were computed on {p['executed']} in the **{p['profile']}** profile, "
@@ -87,7 +89,7 @@ def provenance_markdown(p: dict, name: str) -> str:
              + (f", seed {p['seed']}" if p["seed"] is not None else "")
              + f", with augmax_lib at commit `{p['commit']}`.",
              "",
-             PROFILE_MEANING.get(p["profile"], "This is a custom profile.")]
+             profile_meaning(p["profile"])]
     if p["synthetic"]:
         lines += ["", "The data set was not found, so this run used the **synthetic** shapes data set: "
                       "its images and numbers say nothing about CIFAR."]

@@ -3,18 +3,22 @@
     python book/run_notebooks.py --profile quick                     # every notebook in notebooks/
     python book/run_notebooks.py --profile smoke --only 0,3 --out _build/smoke
     python book/run_notebooks.py --profile full --runs-dir /scratch/runs notebooks/05_training.ipynb
+    python book/run_notebooks.py --profile quick --record-times       # also store the times the notebooks show
 
 Every notebook gets ``profile`` and ``runs_dir`` (one folder shared by all, so a run made by one notebook is
 loaded by the next and nothing is trained twice), and ``device`` / ``data_root`` when given. papermill's
 injected-parameters cell is tagged ``remove-cell`` so the book hides it. A progress line per notebook, a
 summary table at the end (also written as ``<out>/summary.json``); a failure names its cell and error and
-the remaining notebooks still run. Exits 1 when any notebook failed.
+the remaining notebooks still run. Exits 1 when any notebook failed. With ``--record-times`` a complete,
+successful run of every notebook stores each one's time and the runs it trained in
+``book/notebook_times.json`` (augmax_lib.course.costs), which every notebook shows at its top.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -22,7 +26,7 @@ from pathlib import Path
 from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
-PROFILES = ("smoke", "quick", "full")
+PROFILES = tuple(sorted(p.stem for p in (ROOT / "configs" / "profiles").glob("*.yaml")))
 
 
 @dataclass
@@ -35,6 +39,7 @@ class Outcome:
     profile: str
     output: str
     error: Optional[str] = None   # "cell N: ExceptionName: message" for a failure
+    trained: tuple = ()           # config names of the runs this notebook trained (finished during it)
 
 
 def _failure_line(err: Exception) -> str:
@@ -85,6 +90,7 @@ def run_all(notebooks: list[Path], profile: str, out: Path, runs_dir: Optional[P
     for number, nb in enumerate(notebooks, 1):
         target = out / nb.name
         log(f"[{number}/{len(notebooks)}] {nb.name} ({profile}) ...", flush=True)
+        before = finished_runs(runs_dir / Path(profile).stem)
         start = time.perf_counter()
         try:
             pm.execute_notebook(str(nb), str(target), parameters=parameters, cwd=str(ROOT), progress_bar=False,
@@ -93,11 +99,25 @@ def run_all(notebooks: list[Path], profile: str, out: Path, runs_dir: Optional[P
         except Exception as err:  # papermill writes the notebook up to the failing cell, then raises
             outcome = Outcome(nb.name, "failed", time.perf_counter() - start, profile, str(target),
                               _failure_line(err))
+        outcome.trained = tuple(sorted(finished_runs(runs_dir / Path(profile).stem) - before))
         hide_injected_parameters(target)
         outcomes.append(outcome)
         tail = f"  FAILED at {outcome.error}" if outcome.error else ""
         log(f"[{number}/{len(notebooks)}] {nb.name}: {outcome.status} in {outcome.seconds:.1f} s{tail}", flush=True)
     return outcomes
+
+
+def finished_runs(folder: Path) -> set:
+    """Config names of the finished training runs under ``folder`` (each run's results.json names its config)."""
+    names = set()
+    for path in folder.rglob("results.json") if folder.is_dir() else []:
+        if path.parent.name == "evaluation" or "_sweep" in path.parts:
+            continue
+        try:
+            names.add(f"{json.loads(path.read_text())['name']} ({path.parent.name})")
+        except (OSError, ValueError, KeyError):
+            continue
+    return names
 
 
 def summary_table(outcomes: list[Outcome]) -> str:
@@ -137,11 +157,16 @@ def main(argv=None) -> int:
                         help="training runs shared by all notebooks (default: runs/)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     parser.add_argument("--data-root", default=None, help="data folder (default: $AUGMAX_DATA, else ~/.cache/augmax)")
+    parser.add_argument("--record-times", action="store_true",
+                        help="after a complete, successful run of every notebook, store each one's time in "
+                             "book/notebook_times.json (shown at the top of every notebook)")
     args = parser.parse_args(argv)
-    notebooks = select(args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb")), args.only)
+    every = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    notebooks = select(args.notebooks or every, args.only)
     if not notebooks:
         print("No notebooks in notebooks/ yet: nothing to execute.")
         return 0
+    cold = not finished_runs(Path(args.runs_dir).resolve() / Path(args.profile).stem)
     outcomes = run_all(notebooks, args.profile, args.out, args.runs_dir, args.device, args.data_root)
     print()
     print(summary_table(outcomes))
@@ -149,6 +174,15 @@ def main(argv=None) -> int:
                "notebooks": [asdict(o) for o in outcomes]}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     failed = [o for o in outcomes if o.status != "ok"]
+    if args.record_times:
+        if failed or [nb.resolve() for nb in notebooks] != [nb.resolve() for nb in every]:
+            print("--record-times: not recorded (only a complete run of every notebook, all of them ok, is)")
+        else:
+            from augmax_lib.course.costs import record_times
+
+            commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+            record_times(args.profile, [asdict(o) for o in outcomes], commit=commit.strip() or "unknown", cold=cold)
+            print(f"recorded the {args.profile} times in book/notebook_times.json")
     print(f"{len(outcomes) - len(failed)} of {len(outcomes)} notebooks ran in the {args.profile} profile; "
           f"summary in {args.out / 'summary.json'}")
     return 1 if failed else 0

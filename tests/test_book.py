@@ -199,6 +199,11 @@ def test_pages_the_issue_asks_for(book):
                   "Benchmarking Neural Network Robustness", "Do ImageNet Classifiers Generalize",
                   "RobustBench"]:
         assert words.lower() in bibliography, f"bibliography lacks {words!r}"
+    # Every entry links its paper: a URL (or a DOI) in the .bib file, and the link on the page.
+    entries = re.findall(r"@\w+\{([^,]+),(.*?)\n\}", (ROOT / "book" / "references.bib").read_text(), re.S)
+    assert entries and all(re.search(r"^\s*(url|doi)\s*=", body, re.M) for _, body in entries), \
+        [key for key, body in entries if not re.search(r"^\s*(url|doi)\s*=", body, re.M)]
+    assert "https://arxiv.org/abs/2110.13771" in (html / "book" / "bibliography.html").read_text(encoding="utf-8")
     api = (html / "book" / "api.html").read_text(encoding="utf-8")
     for obj in ["augmax_lib.augmix.augmix", "augmax_lib.norm.DuBIN"]:
         assert f'id="{obj}"' in api, f"API reference lacks {obj}"

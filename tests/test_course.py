@@ -10,7 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
+import re
+
+import yaml
+
 from augmax_lib.course import params, plots, runs
+from augmax_lib.train.config import load_profile
 from augmax_lib.train import train
 from augmax_lib.train.config import ConfigError
 
@@ -155,16 +160,43 @@ def test_resolve_synthetic_asked_for_runs_cifar10_configs_on_synthetic_data(caps
     setup = params.resolve("smoke", None, "cpu", dataset="synthetic")
     assert "NOT FOUND" not in capsys.readouterr().out and not setup.fallback
     assert (setup.dataset, setup.requested_dataset) == ("synthetic", "cifar10")
-    assert "data.dataset=synthetic" in setup.overrides and f"data.options.n={params.SMOKE_SYNTHETIC_N}" in setup.overrides
+    smoke = load_profile("smoke")["course"]["synthetic_train_images"]
+    assert "data.dataset=synthetic" in setup.overrides and f"data.options.n={smoke}" in setup.overrides
 
 
-def test_quick_profile_note_reads_the_profile_file():
-    from augmax_lib.train.config import load_profile
-
+def test_profile_facts_and_about_are_read_from_the_profile_file():
     quick = load_profile("quick")
-    note = params._profile_note("quick")
-    assert f"{quick['data']['train_size']} training images" in note and f"{quick['train']['epochs']} epochs" in note
-    assert f"{quick['eval']['images_per_set']} test images per set" in note
+    facts = params.profile_facts("quick")
+    assert f"{quick['data']['train_size']:,} training images" in facts and f"{quick['train']['epochs']} epochs" in facts
+    assert f"{quick['eval']['images_per_set']:,} test images per set" in facts
+    assert params.profile_about("quick") == " ".join(quick["about"].split())
+    assert "every training image" in params.profile_facts("long") and "whole test set" in params.profile_facts("long")
+
+
+def test_every_profile_sets_every_course_key_and_a_custom_profile_works(tmp_path, capsys):
+    keys = set(load_profile("full")["course"])
+    for name in params.known_profiles():
+        assert set(load_profile(name)["course"]) == keys, name
+    custom = tmp_path / "mine.yaml"
+    custom.write_text(yaml.safe_dump({"about": "My own.", "data": {"train_size": 128}, "course": {"images": 7}}))
+    setup = params.resolve(str(custom), None, "cpu", dataset="synthetic")
+    assert setup.course.images == 7 and "My own." in capsys.readouterr().out
+    with pytest.raises(KeyError, match="sets no 'embedding_images'"):
+        setup.course.embedding_images
+
+
+def test_no_course_module_or_notebook_branches_on_a_profile_name():
+    from pathlib import Path
+
+    import nbformat
+
+    root = Path(__file__).resolve().parents[1]
+    texts = {p.name: p.read_text() for p in (root / "augmax_lib").rglob("*.py")}
+    for p in sorted((root / "notebooks").glob("*.ipynb")):
+        texts[p.name] = "\n".join(c.source for c in nbformat.read(p, as_version=4).cells if c.cell_type == "code")
+    pattern = re.compile(r"""profile\s*(==|!=|in)\s*\(?["'](smoke|quick|full|long)|["'](smoke|quick|full|long)["']\s*:\s*\d""")
+    found = [f"{name}: {m.group(0)}" for name, text in texts.items() for m in pattern.finditer(text)]
+    assert not found, found
 
 
 def test_to_uint8_hwc_matches_numpy():

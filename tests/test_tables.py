@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from augmax_lib.__main__ import main
-from augmax_lib.paper_numbers import METRICS, SAME_TRAINING, TABLES, table
-from augmax_lib.tables import TablesError, build_tables, collect_runs, export_runs, render_markdown, same_code
+from augmax_lib.paper_numbers import METRICS, TABLES, table
+from augmax_lib.tables import (TablesError, build_tables, collect_runs, export_runs, fits, render_markdown, run_profile,
+                               same_code)
 from augmax_lib.train import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,26 +101,25 @@ def test_configs_paper_blocks_agree_with_the_module_and_every_cell_has_a_config(
                 assert (name, metric) in filled, (name, metric)
 
 
-@pytest.mark.parametrize("group", SAME_TRAINING)
-def test_same_training_groups_really_train_the_same(group):
-    recipes = [{k: v for k, v in _configs()[name][1].items() if k not in ("name", "description", "paper")}
-               for name in group]
-    assert all(r == recipes[0] for r in recipes)
-
-
 # ----------------------------------------------------------------------------------------- fake runs
-def _write_run(root, config_name, seed, sa=None, ra=None, profile="quick", commit=COMMIT, epochs=5,
-               images_per_set=1000, data="CIFAR-10 (JPEG q75 mirror)", extra_metrics=None, evaluated=True):
-    """A run folder as train + evaluate write it (only the keys the tables read), with known numbers."""
+def _write_run(root, config_name, seed, sa=None, ra=None, profile="quick", commit=COMMIT, epochs=None,
+               images_per_set=1000, data="CIFAR-10 (JPEG q75 mirror)", extra_metrics=None, evaluated=True,
+               overrides=(), sweep=True):
+    """A run folder as train + evaluate write it (only the keys the tables read), with known numbers.
+
+    ``epochs`` overrides the profile's budget (a run no profile gives); ``overrides`` are further --set keys.
+    """
     path = _configs()[config_name][0]
-    config = load_config(path, profile if profile in ("smoke", "quick") else None,
-                         [f"train.seed={seed}", f"train.epochs={epochs}"])
+    config = load_config(path, profile, [f"train.seed={seed}", *overrides]
+                         + ([f"train.epochs={epochs}"] if epochs is not None else []))
+    epochs = config["train"]["epochs"]
     run = Path(root) / config_name / f"seed{seed}"
     (run / "evaluation").mkdir(parents=True)
     (run / "results.json").write_text(json.dumps({
         "name": config_name, "config": config, "epochs": epochs, "data_source": data,
         "provenance": {"git_commit": commit}}))
-    (run / "sweep.json").write_text(json.dumps({"profile": profile, "seed": seed}))
+    if sweep:
+        (run / "sweep.json").write_text(json.dumps({"profile": profile, "seed": seed}))
     (run / "last.pt").write_bytes(b"checkpoint")
     (run / "best.pt").write_bytes(b"checkpoint")
     (run / "log.csv").write_text("epoch\n1\n")
@@ -131,7 +131,7 @@ def _write_run(root, config_name, seed, sa=None, ra=None, profile="quick", commi
     metrics.update(extra_metrics or {})
     if evaluated:
         (run / "evaluation" / "results.json").write_text(json.dumps({
-            "dataset": "cifar10", "data_source": data, "num_test_images": 10000, "images_per_set": images_per_set,
+            "dataset": config["data"]["dataset"], "data_source": data, "num_test_images": 10000, "images_per_set": images_per_set,
             "protocol": {"seed": 0}, "metrics": metrics, "skipped": {} if ra is not None else {"ra": "no files"},
             "provenance": {"git": {"commit": commit}}}))
     return run
@@ -165,9 +165,9 @@ def test_cells_hold_mean_sample_sd_and_n_over_seeds_beside_the_paper(tmp_path):
 
 
 def test_mixed_profiles_are_not_averaged_and_the_note_says_why(tmp_path):
-    _write_run(tmp_path / "a", "cifar10_resnet18_normal", 0, 41.0, 30.0, profile="quick", epochs=5)
-    _write_run(tmp_path / "a", "cifar10_resnet18_normal", 1, 42.0, 31.0, profile="quick", epochs=5)
-    _write_run(tmp_path / "b", "cifar10_resnet18_normal", 2, 90.0, 70.0, profile="full", epochs=200)
+    _write_run(tmp_path / "a", "cifar10_resnet18_normal", 0, 41.0, 30.0, profile="quick")
+    _write_run(tmp_path / "a", "cifar10_resnet18_normal", 1, 42.0, 31.0, profile="quick")
+    _write_run(tmp_path / "b", "cifar10_resnet18_normal", 2, 90.0, 70.0, profile="full")
     tables = build_tables(collect_runs([tmp_path]))
     c = _cells(tables, "cifar10")[("ResNet18 Normal", "SA")]
     assert c.mean is None and "mixed profiles" in c.refused
@@ -198,7 +198,7 @@ def test_a_cell_uses_runs_of_the_same_training_and_says_so(tmp_path):
     cells = _cells(build_tables(collect_runs([tmp_path])), "table11")
     c = cells[("Normal", "CIFAR10.1")]
     assert c.runs_of == "cifar10_resnext29_normal" and c.mean == pytest.approx(81.0)
-    assert any("same training" in note for note in c.notes)
+    assert any("the same recipe and budget as other_shifts_cifar10_resnext29_normal" in note for note in c.notes)
     assert cells[("Normal", "CIFAR10-STA")].mean == pytest.approx(26.0)
 
 
@@ -260,3 +260,71 @@ def test_commits_that_differ_only_outside_the_code_count_as_one(tmp_path):
     assert not same_code(commits[2], commits[3], repo)    # a config changed
     assert not same_code(commits[0], "f" * 40, repo)      # a commit git does not know
     assert not same_code(None, commits[0], repo)
+
+
+# ------------------------------------------------------------------- one rule: data set and budget of a cell
+def test_a_run_at_another_budget_fills_no_cell_and_is_listed_with_the_reason(tmp_path):
+    _write_run(tmp_path, "cifar10_resnet18_normal", 0, 41.0, 30.0, epochs=5)      # quick trains 6 epochs
+    _write_run(tmp_path, "cifar10_resnet18_normal", 1, 43.0, 31.0)
+    records = collect_runs([tmp_path])
+    assert [run_profile(r) for r in records] == [None, "quick"]
+    c = _cells(build_tables(records), "cifar10")[("ResNet18 Normal", "SA")]
+    assert c.n == 1 and c.seeds == (1,) and c.mean == pytest.approx(43.0)
+    md = render_markdown(build_tables(records), records=records)
+    assert "| cifar10_resnet18_normal | 0 | 41.00 (n=1) | 30.00 (n=1) | its budget is no profile's" in md
+
+
+def test_rows_on_another_data_set_get_a_table_of_their_own_without_the_posters_numbers(tmp_path):
+    # Table 10 is on CIFAR-100; its FAT row trained on CIFAR-10 fills no poster cell.
+    _write_run(tmp_path, "ablation_strategy_cifar100_resnet18_fat", 0, 30.0, 25.0, overrides=["data.dataset=cifar10"])
+    tables = build_tables(collect_runs([tmp_path]))
+    assert _cells(tables, "table10")[("FAT hardness", "SA")].n == 0
+    other = next(t for t in tables if t.key == "table10@cifar10")
+    assert not other.comparable and "CIFAR-10 (JPEG q75 mirror)" in other.title
+    fat = _cells(tables, "table10@cifar10")[("FAT hardness", "SA")]
+    assert fat.mean == pytest.approx(30.0) and fat.diff is None and not fat.comparable
+    md = render_markdown(tables)
+    section = md[md.index("## Strategy ablation (Table 10): our rows on CIFAR-10"):]
+    assert "| Method | Strategy | SA (%) | RA (%) |" in section and "61.51" not in section  # FAT's poster SA
+    assert "| FAT | hardness | 30.00 (n=1) | 25.00 (n=1) |" in section
+    rows = list(csv.DictReader(io.StringIO(__import__("augmax_lib.tables", fromlist=["x"]).cells_csv(tables))))
+    fat_row = next(r for r in rows if r["table"] == "table10@cifar10" and r["row"] == "FAT hardness"
+                   and r["column"] == "SA")
+    assert fat_row["diff"] == "" and fat_row["dataset"] == "cifar10"
+
+
+def test_the_same_training_means_the_same_recipe_and_budget(tmp_path, monkeypatch):
+    import augmax_lib.tables as tables_lib
+    import augmax_lib.train.config as config_lib
+
+    # A profile whose ablation rows get a smaller budget than the main rows: the main WRN40-2 AugMax-DuBIN run
+    # (the same recipe otherwise) must not fill Table 8's AugMax-DuBIN cell.
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "small.yaml").write_text("data: {train_size: 512}\nablations:\n  train: {epochs: 2}\n")
+    monkeypatch.setattr(config_lib, "PROFILES_DIR", profiles)
+    for cached in (tables_lib._config_files, tables_lib._expected, tables_lib._config_dataset):
+        cached.cache_clear()
+    monkeypatch.setattr(tables_lib, "_config_files", functools.lru_cache(maxsize=1)(
+        lambda: {name: path for name, (path, _) in _configs().items()}))
+    try:
+        main_run = _write_run(tmp_path / "runs", "cifar10_wrn40_2_augmax_dubin", 0, 50.0, 40.0, profile="small")
+        records = collect_runs([tmp_path / "runs"])
+        assert fits(records[0], "cifar10_wrn40_2_augmax_dubin")
+        assert not fits(records[0], "ablation_norm_cifar10_wrn40_2_augmax_dubin")
+        cell = _cells(build_tables(records), "table8")[("AugMax-DuBIN", "CIFAR10-C")]
+        assert cell.n == 0 and main_run.is_dir()
+        _write_run(tmp_path / "runs", "ablation_norm_cifar10_wrn40_2_augmax_dubin", 0, 45.0, 35.0, profile="small")
+        cell = _cells(build_tables(collect_runs([tmp_path / "runs"])), "table8")[("AugMax-DuBIN", "CIFAR10-C")]
+        assert cell.n == 1 and cell.mean == pytest.approx(35.0)
+    finally:
+        for cached in (tables_lib._expected, tables_lib._config_dataset):
+            cached.cache_clear()
+
+
+def test_a_run_without_a_recorded_profile_is_matched_to_the_profile_that_gives_its_recipe(tmp_path):
+    _write_run(tmp_path, "cifar10_resnet18_augmix", 0, 50.0, 40.0, profile="smoke", sweep=False)
+    record = collect_runs([tmp_path])[0]
+    record.profile = None  # an old run: neither sweep.json nor its config says which profile made it
+    record.config = {k: v for k, v in record.config.items() if k != "profile"}
+    assert run_profile(record) == "smoke"

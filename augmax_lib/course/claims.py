@@ -20,9 +20,11 @@ from dataclasses import dataclass, replace
 from typing import Mapping, Optional, Sequence
 
 __all__ = ["Effect", "paired", "unpaired", "one_sample", "paired_images", "from_estimates", "with_seed_spread",
-           "t_critical", "verdict", "claim", "signed", "HOLDS", "NOISE", "REVERSED"]
+           "t_critical", "verdict", "claim", "signed", "show", "HOLDS", "NOISE", "REVERSED", "SAME", "DIFFERS"]
 
 HOLDS, NOISE, REVERSED = "holds here", "within noise here", "reversed here"
+# For a claim of no difference (the paper's "SA is not hurt"): the interval contains zero, or it does not.
+SAME, DIFFERS = "holds here: no difference resolved", "differs here"
 
 # Two-sided 95% critical values of Student's t for 1..30 degrees of freedom (tests/test_course_claims.py checks
 # them against scipy); beyond 30 the normal's 1.96 is within 2% of t's.
@@ -136,12 +138,15 @@ def with_seed_spread(effect: Effect, seed_sd: float, seeds: int = 1, what: str =
 
 def verdict(effect: Effect, expected: int = 1) -> str:
     """HOLDS when the 95% interval excludes zero on the side of ``expected`` (+1 or -1), REVERSED on the other
-    side, NOISE when it contains zero (or the error is unknown)."""
-    if expected not in (1, -1):
-        raise ValueError(f"expected: +1 (the paper's effect is positive) or -1, got {expected!r}")
+    side, NOISE when it contains zero (or the error is unknown). ``expected=0`` (the paper claims no
+    difference): SAME when the interval contains zero, DIFFERS when it does not."""
+    if expected not in (1, -1, 0):
+        raise ValueError(f"expected: +1 or -1 (the sign of the paper's effect) or 0 (no difference), got {expected!r}")
     lo, hi = effect.interval
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return NOISE
+    if expected == 0:
+        return SAME if lo <= 0 <= hi else DIFFERS
     if lo > 0:
         return HOLDS if expected == 1 else REVERSED
     if hi < 0:
@@ -159,14 +164,15 @@ def _number(value: float, digits: int) -> str:
     return f"{value:.{digits}f}".replace("-", "\u2212")
 
 
-def claim(what: str, effect: Effect, *, paper: Optional[str] = None, expected: int = 1,
-          why: Optional[Mapping[str, str]] = None, digits: int = 1) -> str:
+def claim(what: str, effect: Effect, *, paper: Optional[str] = None, source: str = "The AugMax paper",
+          expected: int = 1, why: Optional[Mapping[str, str]] = None, digits: int = 1) -> str:
     """One Markdown paragraph: what was measured, its size and 95% interval, the paper's statement, the verdict.
 
-    ``what`` names the quantity ("AugMix's RA minus Normal's"); ``paper`` is what the paper reports, cited as
-    the paper's ("+14.7 points (poster, ResNet18, CIFAR-10)"); ``expected`` is the sign the paper's effect has;
-    ``why`` maps a verdict (HOLDS, NOISE, REVERSED) to the reason it comes out that way at this scale, and must
-    give one for each verdict other than HOLDS.
+    ``what`` names the quantity ("AugMix's RA minus Normal's"); ``paper`` is what ``source`` reports, cited as
+    its statement ("+14.7 points (poster, ResNet18, CIFAR-10)"); ``expected`` is the sign the effect has there;
+    ``why`` maps a verdict (HOLDS, NOISE, REVERSED; SAME, DIFFERS for ``expected=0``) to the reason it comes out
+    that way at this scale, and must give one for each verdict that contradicts the paper (NOISE and REVERSED;
+    DIFFERS).
     """
     v = verdict(effect, expected)
     lo, hi = effect.interval
@@ -177,16 +183,24 @@ def claim(what: str, effect: Effect, *, paper: Optional[str] = None, expected: i
     else:
         size = f"**{signed(effect.value, digits)}{unit}** (no spread: a single {effect.over.rstrip('s')})"
     reasons = dict(why or {})
-    missing = [k for k in (NOISE, REVERSED) if not reasons.get(k)]
+    needed = (DIFFERS,) if expected == 0 else (NOISE, REVERSED)
+    missing = [k for k in needed if not reasons.get(k)]
     if missing:  # the numbers move between profiles and seeds: every outcome needs its explanation in advance
-        raise ValueError(f"why: give the reason for each verdict other than {HOLDS!r} at this scale; missing "
+        raise ValueError(f"why: give the reason for each verdict that contradicts the paper at this scale; missing "
                          f"{missing} (this time the verdict is {v!r})")
     text = f"{what}: {size}."
     if paper:
-        text += f" The paper reports {paper}."
+        text += f" {source} reports {paper}."
     text += f" Verdict: **{v}**"
     reason = reasons.get(v, "")
     text += f": {reason}" if reason else "."
     if reason and not reason.rstrip().endswith((".", "!", "?")):
         text += "."
     return text
+
+
+def show(*paragraphs: str) -> None:
+    """Display Markdown paragraphs (claims, generated sentences) as rendered text, in a notebook and in the book."""
+    from IPython.display import Markdown, display
+
+    display(Markdown("\n\n".join(p for p in paragraphs if p)))

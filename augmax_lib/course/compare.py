@@ -129,61 +129,39 @@ def pick_dataset(wanted: str, root=None, fallbacks=("cifar10", "synthetic")) -> 
 
 
 def plot_ours_vs_poster(frame: pd.DataFrame, labels=None, title: str = "", ours_label: str = "ours",
-                        x: str = "sa", y: str = "ra"):
+                        x: str = "sa", y: str = "ra", poster_label: str = "poster"):
     """Two panels with the same rows: our ``y`` against ``x`` (error bars where known) and the poster's.
 
-    ``frame``: a :func:`summary_frame` (columns x, y, x_se, y_se, paper_x, paper_y). Points are labelled with
-    the index (or ``labels``); a row without a number is left out of that panel.
+    ``frame``: a :func:`summary_frame`-like table (columns x, y, x_se, y_se, paper_x, paper_y). Each row keeps one
+    colour and marker in both panels and is named once, in a legend beside them: no text is drawn over the
+    points, so rows with close numbers never print their names over each other. A row without a number is
+    left out of that panel.
     """
     import matplotlib.pyplot as plt
 
     labels = list(frame.index) if labels is None else list(labels)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     cmap = plt.get_cmap("tab10")
-    placed = []
-    for ax, prefix, name in ((axes[0], "", ours_label), (axes[1], "paper_", "poster")):
-        points = []
+    markers = "osD^vP*Xhp"
+    handles = {}
+    for ax, prefix, name in ((axes[0], "", ours_label), (axes[1], "paper_", poster_label)):
         for i, (label, (_, row)) in enumerate(zip(labels, frame.iterrows())):
             xv, yv = row.get(prefix + x), row.get(prefix + y)
             if xv is None or yv is None or pd.isna(xv) or pd.isna(yv):
                 continue
             xerr = row.get(f"{x}_se") if not prefix else None
             yerr = row.get(f"{y}_se") if not prefix else None
-            ax.errorbar(xv, yv, xerr=None if xerr is None or pd.isna(xerr) else xerr,
-                        yerr=None if yerr is None or pd.isna(yerr) else yerr, fmt="o", color=cmap(i % 10), ms=6,
-                        capsize=3)
-            points.append((xv, yv, str(label)))
+            drawn = ax.errorbar(xv, yv, xerr=None if xerr is None or pd.isna(xerr) else xerr,
+                                yerr=None if yerr is None or pd.isna(yerr) else yerr, fmt=markers[i % len(markers)],
+                                color=cmap(i % 10), ms=7, capsize=3, mec="black", mew=0.5, label=str(label))
+            handles.setdefault(str(label), drawn)
         ax.set_xlabel(f"{x.upper()} (%)")
         ax.set_ylabel(f"{y.upper()} (%)")
         ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
-        placed.append((ax, points))
+    axes[1].legend(handles=list(handles.values()), labels=list(handles), fontsize=8, loc="upper left",
+                   bbox_to_anchor=(1.02, 1.0))
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    for ax, points in placed:  # after the layout, so that label boxes are measured where they will be drawn
-        _annotate_apart(ax, points)
     return fig
-
-
-# Offsets (points) tried in turn for a label: beside the point first, then above and below it, left and right.
-_LABEL_OFFSETS = ((4, 4), (4, -11), (-4, 4), (-4, -11), (4, 13), (4, -20), (-4, 13), (-4, -20), (4, 22), (4, -29))
-
-
-def _annotate_apart(ax, points) -> list:
-    """Label each (x, y, text) point at the first offset whose text box overlaps no label placed before it;
-    close points (runs with nearly equal numbers) would otherwise print their labels over each other."""
-    ax.autoscale_view()
-    renderer = ax.figure.canvas.get_renderer()
-    boxes, texts = [], []
-    for xv, yv, label in sorted(points, key=lambda p: (-p[1], p[0])):
-        for dx, dy in _LABEL_OFFSETS:
-            text = ax.annotate(label, (xv, yv), textcoords="offset points", xytext=(dx, dy), fontsize=8,
-                               ha="left" if dx > 0 else "right")
-            box = text.get_window_extent(renderer)
-            if not any(box.overlaps(other) for other in boxes) or (dx, dy) == _LABEL_OFFSETS[-1]:
-                break
-            text.remove()
-        boxes.append(box)
-        texts.append(text)
-    return texts

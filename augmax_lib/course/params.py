@@ -1,31 +1,103 @@
 """A notebook's parameters cell turned into one :class:`Setup`: profile, data (with the synthetic fallback), device.
 
-Every notebook starts with ``setup = resolve(profile, data_root, device, dataset=..., seed=..., runs_dir=...)``;
-``setup.label`` is the provenance line printed beside every number, and ``setup.run(config)`` asks
-:func:`augmax_lib.course.runs.get_run` for a shared run with the same data, device and seed.
+Every notebook starts with ``setup = resolve(profile, data_root, device, dataset=..., seed=..., runs_dir=...)``.
+What a profile does in the course (how many test images a measurement uses, which models the analysis
+chapters study, which rows notebook 7 trains) is data in the profile's YAML file, under ``course:``; no code
+here or in a notebook branches on a profile's name. ``setup.label`` is the provenance line printed beside
+every number, ``setup.run(config)`` asks :func:`augmax_lib.course.runs.get_run` for a shared run, and
+``setup.analysis_model(config)`` gives the model an analysis chapter studies (shipped or trained, as the
+profile says).
 """
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
 from .._malloc import keep_freed_memory
-from .runs import Run, default_device, get_run
+from .runs import CONFIGS_DIR, Run, default_device, find_config, get_run, shown_path
 
-__all__ = ["PROFILES", "SMOKE_SYNTHETIC_N", "Setup", "resolve"]
+__all__ = ["Course", "Setup", "AnalysisModel", "resolve", "profile_facts", "profile_about", "known_profiles",
+           "SHIPPED_COLLECTION", "SHIPPED_RESULTS"]
 
-PROFILES = ("smoke", "quick", "full")
-# Synthetic training images in the smoke profile (its 256 training + 64 validation images fit).
-SMOKE_SYNTHETIC_N = 400
-_PROFILE_NOTES = {
-    "smoke": "SMOKE profile: tiny data, a width-8 model, one epoch. It checks that the notebook runs; "
-             "every number below is meaningless.",
-    "full": "FULL profile: the paper's settings (200 epochs, full width); meant for a GPU.",
-}
+# The shipped models the course studies when a profile says `course.models: shipped`, and the committed results
+# of the profile that trained them (all seeds), from which the analysis chapters take their spread over seeds.
+SHIPPED_COLLECTION = "long"
+SHIPPED_RESULTS = CONFIGS_DIR.parent / "results" / SHIPPED_COLLECTION
+
+
+def known_profiles() -> list[str]:
+    """The profile names under configs/profiles/."""
+    return sorted(p.stem for p in (CONFIGS_DIR / "profiles").glob("*.yaml"))
+
+
+def _load_profile(profile: str) -> dict:
+    from augmax_lib.train.config import load_profile
+
+    return load_profile(profile)
+
+
+class Course:
+    """The ``course:`` section of a profile, as attributes (``setup.course.images``); a missing key is an error
+    that names the profile file and the key."""
+
+    def __init__(self, values: dict, profile: str):
+        self._values, self._profile = dict(values or {}), profile
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):
+            raise AttributeError(key)
+        if key not in self._values:
+            raise KeyError(f"profile {self._profile!r}: its course section sets no {key!r} (configs/profiles/full.yaml "
+                           f"lists every key); add it to the profile's file")
+        return self._values[key]
+
+    def as_dict(self) -> dict:
+        return dict(self._values)
+
+    def __repr__(self) -> str:
+        return f"Course({self._profile!r}, {self._values})"
+
+
+def profile_about(profile: str) -> str:
+    """The profile's ``about`` text (what its numbers mean), from its file."""
+    return " ".join(str(_load_profile(profile).get("about") or f"The {profile} profile.").split())
+
+
+def profile_facts(profile: str, config: str = "cifar10/resnet18_normal") -> str:
+    """What the profile trains and evaluates, read from its file through ``config`` (one sentence)."""
+    from augmax_lib.train import load_config
+
+    c = load_config(find_config(config)[0], profile)
+    d, t, m, e = c["data"], c["train"], c["model"], c["eval"]
+    images = f"{d['train_size']:,} training images" if d["train_size"] else \
+        f"every training image the {d['val_size']:,}-image hold-out leaves"
+    width = f"width {m['width']}" if m["width"] else "the paper's width"
+    evaluated = f"{e['images_per_set']:,} test images per set" if e["images_per_set"] else "the whole test set"
+    course = _load_profile(profile).get("course") or {}
+    studied = {"shipped": f"the shipped {SHIPPED_COLLECTION}-profile models",
+               "trained": "this profile's own runs"}.get(course.get("models"), "this profile's own runs")
+    epochs = f"{t['epochs']} epoch{'s' if t['epochs'] != 1 else ''}"
+    return (f"{profile}: {images}, {epochs} at batch {t['batch_size']}, {m['name']} at {width}, "
+            f"{t['precision']} arithmetic; robustness on {evaluated}; the analysis chapters study {studied}.")
+
+
+@dataclass
+class AnalysisModel:
+    """A trained model an analysis chapter studies, with where it came from and what it measured."""
+
+    name: str                       # the config's name, e.g. cifar10_resnet18_normal
+    model: torch.nn.Module          # eval mode, fp32 arithmetic, on the notebook's device
+    source: str                     # "shipped" or "trained"
+    config: dict
+    metrics: Optional[dict]         # the evaluation's metrics (fractions), None when not evaluated
+    where: str                      # one line: what the model is and where it came from
+
+    def describe(self) -> str:
+        return self.where
 
 
 @dataclass
@@ -42,6 +114,7 @@ class Setup:
     model: str = "resnet18"
     source: str = ""             # the data's source label, e.g. "CIFAR-10 (JPEG q75 mirror)"
     fallback_reason: str = ""    # why the synthetic set is used instead, when it is
+    course: Course = None
     _sets: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -64,8 +137,8 @@ class Setup:
         out = []
         if self.dataset != self.requested_dataset:
             out.append(f"data.dataset={self.dataset}")
-            if self.dataset == "synthetic" and self.profile == "smoke":
-                out.append(f"data.options.n={SMOKE_SYNTHETIC_N}")
+            if self.dataset == "synthetic" and self.course.synthetic_train_images:
+                out.append(f"data.options.n={int(self.course.synthetic_train_images)}")
         if self.data_root:
             out.append(f"data.root={self.data_root}")
         return out
@@ -73,19 +146,53 @@ class Setup:
     @property
     def eval_images(self) -> Optional[int]:
         """Test images per set this profile evaluates on (its ``eval.images_per_set``; None: all)."""
-        from augmax_lib.train.config import ConfigError, load_profile
+        return (_load_profile(self.profile).get("eval") or {}).get("images_per_set")
 
-        try:
-            own = (load_profile(self.profile).get("eval") or {}).get("images_per_set")
-        except ConfigError:
-            own = None
-        return own
+    @property
+    def studies_shipped(self) -> bool:
+        """Whether the analysis chapters study the shipped models (the profile says so and they fit the data)."""
+        return self.course.models == "shipped" and self.dataset == "cifar10"
 
     def run(self, config, *, evaluate: bool = False, overrides=(), progress: bool = True) -> Run:
         """:func:`get_run` of ``config`` with this notebook's profile, data, device, seed and runs folder."""
         return get_run(config, profile=self.profile, runs_dir=self.runs_dir, seed=self.seed,
                        overrides=[*self.overrides, *overrides], device=self.device, evaluate=evaluate,
                        progress=progress)
+
+    def analysis_model(self, config: str, *, evaluate: bool = False) -> AnalysisModel:
+        """The model of ``config`` (e.g. ``cifar10/resnet18_normal``) that an analysis chapter studies.
+
+        With ``course.models: shipped`` (and CIFAR-10 in use) it is the shipped long-profile model of that config,
+        its file's hash checked; otherwise this profile's run of it, trained when missing (and evaluated when
+        ``evaluate``).
+        """
+        from augmax_lib.models.pretrained import list_pretrained, load_pretrained, pretrained_info
+
+        path, _ = find_config(config)
+        from augmax_lib.train import load_config
+
+        name = load_config(path)["name"]
+        if self.studies_shipped and name in list_pretrained(SHIPPED_COLLECTION):
+            info = pretrained_info(name, SHIPPED_COLLECTION)
+            c = info["config"]
+            metrics = info.get("metrics") or {}
+            where = (f"{name}: the shipped {SHIPPED_COLLECTION}-profile model (seed {info['seed']}, "
+                     f"{c['train']['epochs']} epochs on {c['data']['train_size'] or 50000 - c['data']['val_size']:,} "
+                     f"images of {info['data_source']}, width {c['model']['width']}, commit "
+                     f"{str(info['train_commit'])[:10]}; clean test accuracy {100 * metrics.get('sa', float('nan')):.1f}%)")
+            return AnalysisModel(name, load_pretrained(name, SHIPPED_COLLECTION, device=self.device), "shipped", c,
+                                 metrics, where)
+        run = self.run(config, evaluate=evaluate)
+        metrics = (run.evaluation or {}).get("metrics")
+        return AnalysisModel(run.name, run.model, "trained", run.config, metrics, f"{run.action}: {run.describe()}")
+
+    def seed_results(self):
+        """Every evaluated run of all seeds behind the models this notebook studies (tables.RunRecord list): the
+        committed results of the shipped models' profile, or this profile's runs folder."""
+        from augmax_lib.tables import collect_runs
+
+        folder = SHIPPED_RESULTS if self.studies_shipped else Path(self.runs_dir) / Path(self.profile).stem
+        return collect_runs([folder]) if folder.is_dir() else []
 
     def data(self, split: str = "test"):
         """The ImageSet of ``split`` ('train' or 'test'), loaded once per notebook."""
@@ -95,8 +202,8 @@ class Setup:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the synthetic warning is shown once, loudly, by resolve()
                 options = {}
-                if self.dataset == "synthetic" and self.profile == "smoke" and split == "train":
-                    options["n"] = SMOKE_SYNTHETIC_N  # the set the smoke runs train on; drawing 10000 takes long
+                if self.dataset == "synthetic" and split == "train" and self.course.synthetic_train_images:
+                    options["n"] = int(self.course.synthetic_train_images)  # the set this profile's runs train on
                 self._sets[split] = load_dataset(self.dataset, split, root=self.data_root, **options)
         return self._sets[split]
 
@@ -134,12 +241,19 @@ def resolve(profile: str = "quick", data_root=None, device=None, *, dataset: str
             runs_dir="runs", model: str = "resnet18", announce: bool = True) -> Setup:
     """Check the parameters cell and say in one loud block what this notebook runs on.
 
-    ``device`` None or "auto" picks CUDA when available. When ``dataset`` is not found under ``data_root``
-    (or $AUGMAX_DATA), the procedurally drawn ``synthetic`` set is used instead, with a warning saying
-    where we looked; its results say nothing about CIFAR.
+    ``profile``: a name under configs/profiles/ or a profile YAML path. ``device`` None or "auto" picks CUDA
+    when available. When ``dataset`` is not found under ``data_root`` (or $AUGMAX_DATA), the procedurally drawn
+    ``synthetic`` set is used instead, with a warning saying where we looked; its results say nothing about CIFAR.
     """
-    if profile not in PROFILES and not str(profile).endswith((".yaml", ".yml")):
-        raise ValueError(f"profile: expected one of {', '.join(PROFILES)} (or a profile YAML path), got {profile!r}")
+    from augmax_lib.train.config import ConfigError
+
+    known = known_profiles()
+    if profile not in known and not str(profile).endswith((".yaml", ".yml")):
+        raise ValueError(f"profile: expected one of {', '.join(known)} (or a profile YAML path), got {profile!r}")
+    try:
+        course = Course(_load_profile(str(profile)).get("course") or {}, str(profile))
+    except ConfigError as err:
+        raise ValueError(f"profile: {err}") from None
     root = str(Path(data_root).expanduser()) if data_root not in (None, "") else None
     dev = default_device() if device in (None, "", "auto") else torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -151,31 +265,17 @@ def resolve(profile: str = "quick", data_root=None, device=None, *, dataset: str
     # (Setup.overrides adds it), whether it was asked for or fallen back to.
     configs_of = "cifar10" if dataset == "synthetic" else dataset
     setup = Setup(str(profile), used, configs_of, root, dev, int(seed), str(runs_dir), model,
-                  fallback_reason=problem)
+                  fallback_reason=problem, course=course)
     setup.source = setup.data("test").source
     if announce:
         _announce(setup)
     return setup
 
 
-def _profile_note(profile: str) -> str:
-    """One line on what ``profile`` trains, read from its file for ``quick`` (so it never goes stale)."""
-    if profile != "quick":
-        return _PROFILE_NOTES.get(profile, f"custom profile {profile!r}")
-    from augmax_lib.train.config import load_profile
-
-    p = load_profile(profile)
-    data, train, evaluation = p.get("data", {}), p.get("train", {}), p.get("eval", {})
-    return (f"QUICK profile: {data.get('train_size')} training images, {train.get('epochs')} epochs, width-"
-            f"{p.get('model', {}).get('width')} ResNet18 on a CPU, robustness on {evaluation.get('images_per_set')} "
-            f"test images per set (the ablation rows: a smaller budget, see configs/profiles/quick.yaml). Real but "
-            f"small-scale results: they show how the methods differ, not the paper's numbers.")
-
-
 def _announce(setup: Setup) -> None:
     lines = [f"profile: {setup.profile} | data: {setup.source} | device: {setup.device} | seed: {setup.seed} | "
-             f"runs: {setup.runs_dir}/{setup.profile}/",
-             _profile_note(setup.profile)]
+             f"runs: {shown_path(Path(setup.runs_dir) / Path(setup.profile).stem)}/",
+             profile_about(setup.profile), profile_facts(setup.profile)]
     if setup.fallback:
         banner = ["!" * 100, f"!!! {setup.requested_dataset} NOT FOUND."]
         banner += [f"!!! {line}" for line in setup.fallback_reason.splitlines()]

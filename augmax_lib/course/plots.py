@@ -1,4 +1,4 @@
-"""Figures of the course: image grids, heatmaps, training curves, 2-D embeddings (matplotlib).
+"""Figures of the course: image grids, heatmaps, training curves, class means of 2-D embeddings (matplotlib).
 
 Images may be tensors (C, H, W) / (N, C, H, W) uint8 in [0, 255] or float in [0, 1], numpy HWC arrays or
 PIL images; every function returns the matplotlib Figure.
@@ -10,7 +10,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-__all__ = ["to_uint8_hwc", "image_grid", "image_row", "heatmap", "curves", "embedding_scatter", "bar_groups"]
+__all__ = ["to_uint8_hwc", "image_grid", "heatmap", "curves", "class_means_panels", "bar_groups"]
 
 
 def to_uint8_hwc(image) -> np.ndarray:
@@ -99,11 +99,6 @@ def image_grid(images, row_labels: Optional[Sequence[str]] = None, col_labels: O
     return fig
 
 
-def image_row(images, labels: Optional[Sequence[str]] = None, title: str = "", cell: float = 1.2):
-    """N images side by side with a label under each."""
-    return image_grid([list(images)], col_labels=labels, title=title, cell=cell)
-
-
 def heatmap(table, row_labels: Optional[Sequence[str]] = None, col_labels: Optional[Sequence[str]] = None,
             title: str = "", fmt: str = "{:.0f}", scale: float = 1.0, cmap: str = "viridis", vmin=None, vmax=None,
             colorbar_label: str = "", ax=None, annotate: bool = True):
@@ -164,32 +159,52 @@ def curves(logs: Mapping[str, object], columns: Sequence[str] = ("train_loss", "
     return fig
 
 
-def embedding_scatter(points: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray], class_names=None,
-                      title: str = "", markers: str = "o^sxDv*P"):
-    """2-D points of several image kinds (marker per kind) coloured by class, one legend for each."""
+def class_means_panels(points: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray], class_names=None,
+                       title: str = "", reference: Optional[str] = None):
+    """One panel per image kind, on shared axes: each class's mean (a dot) and spread (the 1-sd ellipse of its
+    points) in 2-D, instead of thousands of overlapping points. ``reference`` (a kind) is drawn as grey crosses in
+    every other panel, so that each panel shows where the classes moved from."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Ellipse
 
-    fig, ax = plt.subplots(figsize=(6.2, 4.8))
-    cmap = plt.get_cmap("tab10")
     kinds = list(points)
-    for i, kind in enumerate(kinds):
-        p, y = np.asarray(points[kind]), np.asarray(labels[kind])
-        ax.scatter(p[:, 0], p[:, 1], c=[cmap(int(v) % 10) for v in y], marker=markers[i % len(markers)],
-                   s=22, alpha=0.75, linewidths=0.6 if markers[i % len(markers)] in "xP*" else 0.3,
-                   edgecolors="black" if markers[i % len(markers)] not in "xP*" else None)
-    kind_handles = [Line2D([], [], marker=markers[i % len(markers)], color="gray", ls="", label=k)
-                    for i, k in enumerate(kinds)]
-    legend = ax.legend(handles=kind_handles, loc="upper left", fontsize=8, title="images")
-    ax.add_artist(legend)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(2.9 * len(kinds) + 1.4, 3.3), sharex=True, sharey=True,
+                             squeeze=False)
+    cmap = plt.get_cmap("tab10")
     present = sorted({int(v) for y in labels.values() for v in np.asarray(y)})
-    class_handles = [Line2D([], [], marker="o", color=cmap(c % 10), ls="",
-                            label=class_names[c] if class_names else str(c)) for c in present]
-    ax.legend(handles=class_handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, title="class")
-    ax.set_xticks([])
-    ax.set_yticks([])
+
+    def stats(kind):
+        p, y = np.asarray(points[kind], dtype=float), np.asarray(labels[kind])
+        out = {}
+        for c in present:
+            q = p[y == c]
+            if len(q):
+                out[c] = (q.mean(0), np.cov(q.T) if len(q) > 2 else np.zeros((2, 2)))
+        return out
+
+    for ax, kind in zip(axes[0], kinds):
+        for c, (mean, cov) in stats(kind).items():
+            values, vectors = np.linalg.eigh(cov)
+            angle = float(np.degrees(np.arctan2(vectors[1, -1], vectors[0, -1])))
+            width, height = 2 * np.sqrt(np.clip(values[::-1], 0, None))
+            ax.add_patch(Ellipse(mean, width, height, angle=angle, facecolor=cmap(c % 10), alpha=0.18,
+                                 edgecolor=cmap(c % 10), lw=1))
+            ax.plot(*mean, "o", color=cmap(c % 10), ms=6, mec="black", mew=0.5)
+        if reference is not None and kind != reference:
+            for c, (mean, _) in stats(reference).items():
+                ax.plot(*mean, "x", color="gray", ms=6, mew=1.2)
+        ax.set_title(kind, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.autoscale_view()
+    handles = [Line2D([], [], marker="o", color=cmap(c % 10), ls="", mec="black", mew=0.5,
+                      label=class_names[c] if class_names else str(c)) for c in present]
+    if reference is not None:
+        handles.append(Line2D([], [], marker="x", color="gray", ls="", label=f"{reference} means"))
+    axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, title="class")
     if title:
-        ax.set_title(title, fontsize=10)
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -21,7 +21,7 @@ import torch
 from augmax_lib.train.checkpoint import RESUMABLE_KEYS, config_mismatches
 from augmax_lib.train.config import PROFILES_DIR, ConfigError, load_config, parse_override
 
-__all__ = ["CONFIGS_DIR", "Run", "get_run", "find_config", "run_dir", "evaluate_run", "default_device"]
+__all__ = ["CONFIGS_DIR", "Run", "get_run", "find_config", "run_dir", "evaluate_run", "default_device", "shown_path"]
 
 # configs/ of the source tree (profiles/ sits inside it).
 CONFIGS_DIR = PROFILES_DIR.parent
@@ -190,13 +190,14 @@ def get_run(config, *, profile: str = "quick", runs_dir="runs", seed: int = 0, o
     overrides = list(overrides)
     computed, _ = _split_overrides(overrides)
     device = torch.device(device) if device is not None else default_device()
-    extra = [f"train.seed={int(seed)}", f"train.device={device}", f"train.progress={'true' if progress else 'false'}"]
+    # The engine's own bars and epoch lines stay off: a notebook shows one progress line per run (_ensure_trained).
+    extra = [f"train.seed={int(seed)}", f"train.device={device}", "train.progress=false"]
     cfg = load_config(path, profile, overrides + extra)
     folder = run_dir(name, profile, seed, runs_dir, computed)
     if not computed:
         folder = _swept_instead(folder, runs_dir, profile, seed, cfg)
     with _lock(folder):
-        action = _ensure_trained(cfg, folder)
+        action = _ensure_trained(cfg, folder, progress)
         run = Run(folder, cfg, str(profile), int(seed), device, action)
         if evaluate and run.evaluation is None:
             evaluate_run(run, progress=progress)
@@ -216,7 +217,18 @@ def _swept_instead(folder: Path, runs_dir, profile: str, seed: int, cfg: dict) -
     return swept if not config_mismatches(saved, cfg) else folder
 
 
-def _ensure_trained(cfg: dict, folder: Path) -> str:
+def shown_path(path) -> str:
+    """A folder as a page may show it: relative to the working folder when inside it, else only its last parts
+    (no absolute path of this machine ends up in a notebook's output)."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve())) or "."
+    except ValueError:
+        return str(path) if not path.is_absolute() else str(Path("...", *path.parts[-4:]))
+
+
+def _ensure_trained(cfg: dict, folder: Path, progress: bool = True) -> str:
+    from augmax_lib._progress import tqdm
     from augmax_lib.train import CheckpointError, train
     from augmax_lib.train.checkpoint import load_checkpoint
 
@@ -224,18 +236,34 @@ def _ensure_trained(cfg: dict, folder: Path) -> str:
         saved = json.loads((folder / "results.json").read_text()).get("config", {})
         diffs = config_mismatches(saved, cfg)
         if diffs:
-            raise CheckpointError(f"run {str(folder)!r} was trained with another config ({'; '.join(diffs)}); "
+            raise CheckpointError(f"run {shown_path(folder)!r} was trained with another config ({'; '.join(diffs)}); "
                                   f"delete that folder or use another runs_dir to train it again")
         return "loaded"
-    if (folder / "last.pt").is_file():
-        # A partial run: continue it (train checks that the config matches the checkpoint's).
+    epochs = cfg["train"]["epochs"]
+    done = 0
+    if (folder / "last.pt").is_file():  # a partial run: continue it (train checks the config matches)
         done = int(load_checkpoint(folder / "last.pt", kind="last")["epoch"])
-        print(f"resuming {folder} from epoch {done}/{cfg['train']['epochs']}")
-        train(cfg, out=folder, resume=True)
-        return "resumed"
-    print(f"training {folder} ({cfg['train']['epochs']} epochs on {cfg['train']['device']})")
-    train(cfg, out=folder)
-    return "trained"
+    verb = f"resuming from epoch {done}" if done else "training"
+    print(f"{verb}: {cfg['name']} ({epochs} epochs on {cfg['train']['device']}) into {shown_path(folder)}/",
+          flush=True)
+    # One line per run: a bar over epochs where bars are shown, else the line above and a summary below.
+    bar = tqdm(total=epochs, initial=done, desc=cfg["name"], unit="epoch", disable=not progress, leave=True)
+    best = {"val_acc": None}
+
+    def on_epoch(row: dict) -> None:
+        if row.get("val_acc") is not None:
+            best["val_acc"] = max(best["val_acc"] or 0.0, row["val_acc"])
+        bar.update(1)
+        bar.set_postfix_str(f"val acc {100 * row['val_acc']:.1f}%" if row.get("val_acc") is not None else "")
+
+    start = time.perf_counter()
+    try:
+        train(cfg, out=folder, resume=bool(done), on_epoch=on_epoch)
+    finally:
+        bar.close()
+    found = f", best validation accuracy {100 * best['val_acc']:.1f}%" if best["val_acc"] is not None else ""
+    print(f"done: {cfg['name']} in {time.perf_counter() - start:.0f} s{found}", flush=True)
+    return "resumed" if done else "trained"
 
 
 def evaluate_run(run: Run, eval_images: Optional[int] = -1, *, generate_corruptions: Optional[bool] = None,

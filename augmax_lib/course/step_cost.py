@@ -57,8 +57,8 @@ def time_training_step(config: Mapping, model: torch.nn.Module, images: torch.Te
     and options are used. ``model``: the model to time (a trained one gives the real attack cost, since
     FAT-style attacks stop early on images the model already gets wrong); it is copied, never changed.
     ``images``: a uint8 or float batch (N, C, H, W). Returns ``{"augment", "attack", "forward", "backward"
-    (seconds, 0.0 for a phase the method lacks), "total", "images", "attack_steps" (mean attack steps per
-    image, or None)}``.
+    (seconds, 0.0 for a phase the method lacks), "total", "totals" (each repeat's seconds), "images",
+    "attack_steps" (mean attack steps per image, or None)}``.
     """
     from augmax_lib.train.methods import StepContext, get_step
 
@@ -106,6 +106,7 @@ def time_training_step(config: Mapping, model: torch.nn.Module, images: torch.Te
         if taken is not None:
             steps_taken.append(taken)
     out = {name: statistics.median(run.get(name, 0.0) for run in runs) for name in (*PHASES, "total")}
+    out["totals"] = [run["total"] for run in runs]  # every repeat's seconds, for the spread
     out["images"] = int(y.shape[0])
     out["attack_steps"] = statistics.mean(steps_taken) if steps_taken else None
     return out

@@ -26,7 +26,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import numpy as np
 import torch
@@ -349,26 +349,27 @@ def _better(value: float, best: Optional[float], metric: str) -> bool:
 
 # ------------------------------------------------------------------------------------------------ train
 def train(config, out=None, resume: bool = False, profile: Optional[str] = None, overrides: Iterable[str] = (),
-          stop_after: Optional[int] = None) -> Path:
+          stop_after: Optional[int] = None, on_epoch: Optional[Callable[[dict], None]] = None) -> Path:
     """Train the model ``config`` describes (a YAML path or a mapping) and return the run directory.
 
     ``out`` is the run directory (default ``runs/<name>``); it must be empty or absent unless ``resume``,
     which continues from its ``last.pt`` with the same optimiser, scheduler, scaler and random states.
     ``profile`` and ``overrides`` (``key=value``) adjust the config as the command line does.
-    ``stop_after`` ends this session after that many epochs (resume later to go on).
+    ``stop_after`` ends this session after that many epochs (resume later to go on). ``on_epoch`` is called on
+    rank 0 with each epoch's log row once its checkpoint is written (a caller's own progress display).
     Under ``torchrun`` every process calls this; rank 0 writes the files.
     """
     config = _as_config(config, profile, overrides)
     keep_freed_memory()  # a CPU step's tensors come from the heap, not page-faulted in again (_malloc.py)
     info = dist_utils.setup(config["train"]["device"])
     try:
-        return _train(config, run_dir_for(config, out), resume, stop_after, info)
+        return _train(config, run_dir_for(config, out), resume, stop_after, info, on_epoch)
     finally:
         dist_utils.cleanup(info)
 
 
 def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
-           info: dist_utils.DistInfo) -> Path:
+           info: dist_utils.DistInfo, on_epoch: Optional[Callable[[dict], None]] = None) -> Path:
     t = config["train"]
     device = info.device
     state = _prepare_run_dir(run_dir, resume, config)
@@ -480,6 +481,8 @@ def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
             _write_logs(run_dir, history)
             if show:
                 tqdm.write(_epoch_line(row))
+            if on_epoch is not None:
+                on_epoch(dict(row))
         dist_utils.barrier(info)
         epochs_done_now += 1
 
