@@ -20,7 +20,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
+# ruff (lint and import order, configured in pyproject.toml), then the tests.
 test: $(STAMP)
+	$(PY) -m ruff check augmax_lib tests book bench notebooks
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 notebooks: $(STAMP)

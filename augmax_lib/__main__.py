@@ -17,6 +17,7 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser with one sub-command per entry of COMMANDS."""
     parser = argparse.ArgumentParser(prog="python -m augmax_lib", description=__doc__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -29,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one command; a user error prints one clear line and returns 2."""
     from augmax_lib._checks import InputError, user_message
-
     from augmax_lib._malloc import keep_freed_memory
 
     args = build_parser().parse_args(argv)

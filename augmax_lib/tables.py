@@ -189,6 +189,8 @@ class CellResult:
 
 @dataclass
 class TableResult:
+    """One poster table filled from runs: its cells row by row, and whether the poster's numbers apply."""
+
     key: str
     title: str
     row_headers: tuple
@@ -641,7 +643,7 @@ def runs_csv(records, root: Optional[Path] = None) -> str:
 
 def write_tables(tables, records, out, roots=(), show_empty: bool = False) -> dict:
     """Write tables.md, tables.csv and runs.csv into ``out``; returns their paths by name."""
-    from augmax_lib.train.checkpoint import atomic_write_text
+    from augmax_lib._io import atomic_write_text
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -36,10 +36,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _env import commit, device_name  # noqa: E402
+from reference.pil_augmix import augmix_one  # noqa: E402
+
 from augmax_lib._malloc import keep_freed_memory  # noqa: E402
 from augmax_lib.augmix import augmix  # noqa: E402
 from augmax_lib.ops import native  # noqa: E402
-from reference.pil_augmix import augmix_one  # noqa: E402
 
 CASES = [(256, 32, "uint8"), (256, 32, "float32"), (1024, 32, "uint8"), (1024, 32, "float32"),
          (256, 224, "uint8")]

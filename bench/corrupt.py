@@ -30,6 +30,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _env import commit  # noqa: E402
+
 from augmax_lib.corruptions import ALL_CORRUPTIONS, CORRUPTIONS, EXTRA_CORRUPTIONS, corrupt  # noqa: E402
 
 IMAGES_PER_SEVERITY = 10000

@@ -28,9 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _env import commit  # noqa: E402
-from augmax_lib.corruptions import PRESETS, blur, corrupt  # noqa: E402
 import test_corruptions as T  # noqa: E402
+from _env import commit  # noqa: E402
+
+from augmax_lib.corruptions import PRESETS, blur, corrupt  # noqa: E402
 
 DETERMINISTIC = ("brightness", "contrast", "defocus_blur", "zoom_blur", "pixelate", "jpeg_compression",
                  "gaussian_blur", "saturate")

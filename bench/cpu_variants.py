@@ -25,10 +25,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
 from _env import commit, device_name  # noqa: E402
+from train_step import method_options  # noqa: E402
+
 from augmax_lib.data import make_synthetic  # noqa: E402
 from augmax_lib.models import build_model  # noqa: E402
+from augmax_lib.train.engine import training_step  # noqa: E402
 from augmax_lib.train.methods import StepContext, get_step  # noqa: E402
-from train_step import method_options  # noqa: E402
 
 SETTINGS = {
     "fp32": dict(bf16=False, channels_last=False, compile=False),
@@ -57,6 +59,7 @@ class Case:
         self.model = torch.compile(net) if setting["compile"] else net
         self.net, self.x, self.y, self.method = net, x, y, method
         self.optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        self.scaler = torch.amp.GradScaler("cpu", enabled=False)
         self.step = get_step(method) if method != "inference" else None
         self.options = method_options(method, SimpleNamespace(steps=args.steps, attack="fat")) if self.step else {}
         self.autocast = autocast(setting["bf16"])
@@ -74,10 +77,7 @@ class Case:
             self.net.train()
             ctx = StepContext(self.model, self.model, self.options, self.generator, self.autocast,
                               lambda name: contextlib.nullcontext())
-            loss = self.step(ctx, self.x, self.y).loss
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            training_step(self.step, ctx, self.x, self.y, self.optimizer, self.scaler)  # the engine's own step
         return time.perf_counter() - t0
 
 

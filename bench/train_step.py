@@ -34,11 +34,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
 from _env import commit, device_name  # noqa: E402
-from augmax_lib.data import DeviceLoader, make_synthetic  # noqa: E402
+
 from augmax_lib.course.step_cost import PhaseTimer  # noqa: E402
+from augmax_lib.data import DeviceLoader, make_synthetic  # noqa: E402
 from augmax_lib.models import build_model  # noqa: E402
 from augmax_lib.norm import route  # noqa: E402
 from augmax_lib.train.config import validate  # noqa: E402
+from augmax_lib.train.engine import training_step  # noqa: E402
 from augmax_lib.train.methods import StepContext, get_step  # noqa: E402
 
 
@@ -79,13 +81,11 @@ def bench_method(name, args, device, x, y):
     generator = torch.Generator(device=device).manual_seed(0)
     passes = []
 
+    scaler = torch.amp.GradScaler(device.type, enabled=False)
+
     def one_step(phase):
         ctx = StepContext(model, model, options, generator, autocast_for(args, device), phase)
-        result = step(ctx, x, y)
-        with phase("backward"):
-            optimizer.zero_grad(set_to_none=True)
-            result.loss.backward()
-            optimizer.step()
+        result = training_step(step, ctx, x, y, optimizer, scaler)  # the engine's step; its backward is timed
         if "attack_steps" in result.extras:
             passes.append(result.extras["attack_steps"])
         return result

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from augmax_lib.augmax import advmax_attack, advmix_attack, augmax_attack, magnitude_ranges
+from augmax_lib.augmax import AttackOptions, advmax_attack, advmix_attack, augmax_attack, magnitude_ranges
 from augmax_lib.augmix import apply_chains, sample_chain_params
 from augmax_lib.norm import DuBN, route
 from augmax_lib.ops import OPS_ALL
@@ -87,7 +87,7 @@ def gen(seed):
 def test_steps_zero_returns_the_initial_mix():
     model = make_model()
     x, chains, y = make_batch(model)
-    r = augmax_attack(model, x, chains, y, steps=0, generator=gen(7))
+    r = augmax_attack(model, x, chains, y, AttackOptions(steps=0, generator=gen(7)))
     m0, p0, _ = initial_point(7)
     np.testing.assert_array_equal(r.m.numpy(), m0.numpy())
     np.testing.assert_allclose(r.w.numpy(), np_softmax(p0.numpy()), rtol=1e-12)
@@ -102,7 +102,7 @@ def test_attack_raises_the_loss_of_every_sample(early_stop):
     x, chains, y = make_batch(model)
     m0, p0, _ = initial_point(3)
     before = loss_A(model, torch.from_numpy(np_mix(x, chains, m0, np_softmax(p0.numpy()))), y)
-    r = augmax_attack(model, x, chains, y, early_stop=early_stop, generator=gen(3))
+    r = augmax_attack(model, x, chains, y, AttackOptions(early_stop=early_stop, generator=gen(3)))
     after = loss_A(model, r.x_adv, y)
     assert np.all(after >= before - 1e-12), (before, after)
     moved = r.steps_taken.numpy() > 0
@@ -121,7 +121,7 @@ def _trajectory(model, x, chains, y, seed, steps):
     """Iterates 0..steps of the plain attack (no early stop): (m_t, w_t) for every t."""
     out = []
     for t in range(steps + 1):
-        r = augmax_attack(model, x, chains, y, steps=t, early_stop=False, generator=gen(seed))
+        r = augmax_attack(model, x, chains, y, AttackOptions(steps=t, early_stop=False, generator=gen(seed)))
         out.append((r.m.numpy(), r.w.numpy()))
     return out
 
@@ -145,7 +145,7 @@ def test_early_stopping_follows_the_fat_rule_and_frozen_samples_stay(tau):
     assert 0 < (stop_at < steps).sum() < N and len(set(stop_at.tolist())) >= 3  # a mixed case
     sizes = []
     model[0].register_forward_hook(lambda mod, inp, out: sizes.append(inp[0].shape[0]))
-    r = augmax_attack(model, x, chains, y, steps=steps, tau=tau, generator=gen(seed))
+    r = augmax_attack(model, x, chains, y, AttackOptions(steps=steps, tau=tau, generator=gen(seed)))
     np.testing.assert_array_equal(r.steps_taken.numpy(), stop_at)
     want_m = np.array([traj[stop_at[i]][0][i] for i in range(N)])
     want_w = np.stack([traj[stop_at[i]][1][i] for i in range(N)])
@@ -155,7 +155,7 @@ def test_early_stopping_follows_the_fat_rule_and_frozen_samples_stay(tau):
     active = [int((stop_at >= t).sum()) for t in range(steps)]
     assert sizes == [a for a in active if a > 0]
     # More steps move no frozen sample.
-    longer = augmax_attack(model, x, chains, y, steps=steps + 4, tau=tau, generator=gen(seed))
+    longer = augmax_attack(model, x, chains, y, AttackOptions(steps=steps + 4, tau=tau, generator=gen(seed)))
     frozen = stop_at < steps
     np.testing.assert_array_equal(longer.m.numpy()[frozen], r.m.numpy()[frozen])
     np.testing.assert_array_equal(longer.w.numpy()[frozen], r.w.numpy()[frozen])
@@ -187,7 +187,7 @@ def test_one_host_sync_per_step_with_early_stop_and_none_without(early_stop):
     calls = []
     model[0].register_forward_hook(lambda mod, inp, out: calls.append(1))
     with SyncingOps() as ops:
-        augmax_attack(model, x, chains, y, steps=6, early_stop=early_stop, generator=gen(11))
+        augmax_attack(model, x, chains, y, AttackOptions(steps=6, early_stop=early_stop, generator=gen(11)))
     assert len(calls) == 6
     assert ops.seen == (["aten.nonzero.default"] * 6 if early_stop else [])
 
@@ -198,7 +198,7 @@ def test_misclassified_at_the_start_never_moves():
     m0, p0, _ = initial_point(5)
     x0 = torch.from_numpy(np_mix(x, chains, m0, np_softmax(p0.numpy())))
     y = (predict(model, x0) + 1) % CLASSES  # labels the initial mix gets wrong: FAT stops every sample at once
-    r = augmax_attack(model, x, chains, y, generator=gen(5))
+    r = augmax_attack(model, x, chains, y, AttackOptions(generator=gen(5)))
     np.testing.assert_array_equal(r.m.numpy(), m0.numpy())
     assert r.steps_taken.tolist() == [0] * N
 
@@ -209,7 +209,7 @@ def test_targeted_lowers_the_loss_of_the_target_class():
     target = (y + 2) % CLASSES
     m0, p0, _ = initial_point(9)
     x0 = torch.from_numpy(np_mix(x, chains, m0, np_softmax(p0.numpy())))
-    r = augmax_attack(model, x, chains, y, targeted=True, target=target, early_stop=False, generator=gen(9))
+    r = augmax_attack(model, x, chains, y, AttackOptions(targeted=True, early_stop=False, generator=gen(9)), target=target)
     before, after = loss_A(model, x0, target), loss_A(model, r.x_adv, target)
     assert np.all(after <= before + 1e-12) and after.mean() < before.mean()
     assert torch.equal(r.target, target)
@@ -220,15 +220,15 @@ def test_targeted_draws_a_random_other_class_after_the_mixing():
     x, chains, y = make_batch(model)
     _, _, g = initial_point(4)
     want = (y + torch.randint(1, CLASSES, (N,), generator=g)) % CLASSES
-    r = augmax_attack(model, x, chains, y, steps=2, targeted=True, generator=gen(4))
+    r = augmax_attack(model, x, chains, y, AttackOptions(steps=2, targeted=True, generator=gen(4)))
     assert torch.equal(r.target, want) and bool((r.target != y).all())
 
 
 def test_same_seed_same_result():
     model = make_model()
     x, chains, y = make_batch(model)
-    a = augmax_attack(model, x, chains, y, generator=gen(1))
-    b = augmax_attack(model, x, chains, y, generator=gen(1))
+    a = augmax_attack(model, x, chains, y, AttackOptions(generator=gen(1)))
+    b = augmax_attack(model, x, chains, y, AttackOptions(generator=gen(1)))
     assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.steps_taken, b.steps_taken)
 
 
@@ -259,7 +259,7 @@ def test_model_mode_gradients_and_route_are_set_during_and_restored_after():
     before = _state(model)
     probe = Probe(model)
     with torch.no_grad():  # the attack needs autograd even when the caller turned it off
-        augmax_attack(model, x, chains, y, steps=3, early_stop=False, generator=gen(0))
+        augmax_attack(model, x, chains, y, AttackOptions(steps=3, early_stop=False, generator=gen(0)))
     assert probe.seen == [(False, False, "A")] * 3
     assert _state(model) == before
     assert all(p.grad is None for p in model.parameters())
@@ -274,11 +274,11 @@ def test_state_restored_when_the_model_raises(attack):
     Probe(model, fail_on_call=2)
     with pytest.raises(RuntimeError, match="model failed"):
         if attack == "augmax":
-            augmax_attack(model, x, chains, y, early_stop=False, generator=gen(0))
+            augmax_attack(model, x, chains, y, AttackOptions(early_stop=False, generator=gen(0)))
         else:
             params = sample_chain_params(N, HW, generator=gen(0))
             fn = advmix_attack if attack == "advmix" else advmax_attack
-            fn(model, x, params, y, early_stop=False, generator=gen(0))
+            fn(model, x, params, y, AttackOptions(early_stop=False, generator=gen(0)))
     assert _state(model) == before
 
 
@@ -288,8 +288,8 @@ def test_uint8_images_are_taken_as_float():
     model.float()
     x8 = (x * 255).round().to(torch.uint8)
     chains = chains.float()
-    a = augmax_attack(model, x8, chains, y, steps=3, generator=gen(2))
-    b = augmax_attack(model, x8.float() / 255, chains, y, steps=3, generator=gen(2))
+    a = augmax_attack(model, x8, chains, y, AttackOptions(steps=3, generator=gen(2)))
+    b = augmax_attack(model, x8.float() / 255, chains, y, AttackOptions(steps=3, generator=gen(2)))
     assert a.x_adv.dtype == torch.float32
     assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.m, b.m)
 
@@ -302,17 +302,17 @@ def test_bad_arguments_name_the_argument():
     with pytest.raises(ValueError, match="y: expected int64"):
         augmax_attack(model, x, chains, y.float())
     with pytest.raises(ValueError, match="steps"):
-        augmax_attack(model, x, chains, y, steps=-1)
+        augmax_attack(model, x, chains, y, AttackOptions(steps=-1))
     with pytest.raises(ValueError, match="step_size"):
-        augmax_attack(model, x, chains, y, step_size=0)
+        augmax_attack(model, x, chains, y, AttackOptions(step_size=0))
     with pytest.raises(ValueError, match="tau"):
-        augmax_attack(model, x, chains, y, tau=0)
+        augmax_attack(model, x, chains, y, AttackOptions(tau=0))
     with pytest.raises(ValueError, match="target: only used with targeted=True"):
         augmax_attack(model, x, chains, y, target=y)
     with pytest.raises(ValueError, match="target: expected int64"):
-        augmax_attack(model, x, chains, y, targeted=True, target=y[:2])
+        augmax_attack(model, x, chains, y, AttackOptions(targeted=True), target=y[:2])
     with pytest.raises(TypeError, match="generator"):
-        augmax_attack(model, x, chains, y, generator=0)
+        augmax_attack(model, x, chains, y, AttackOptions(generator=0))
     with pytest.raises(ValueError, match="x: expected 4 dimensions"):
         augmax_attack(model, x[0], chains, y)
 
@@ -371,7 +371,7 @@ def test_advmix_raises_the_loss_on_average_and_keeps_magnitudes_in_range():
     x, params, y = _adv_batch(model)
     m, w = sample_mixing(len(y), WIDTH, generator=gen(8))
     x0 = torch.from_numpy(np_mix(x, apply_chains(x, params).double(), m, w))
-    r = advmix_attack(model, x, params, y, early_stop=False, generator=gen(8))
+    r = advmix_attack(model, x, params, y, AttackOptions(early_stop=False, generator=gen(8)))
     before, after = loss_A(model, x0, y), loss_A(model, r.x_adv, y)
     assert after.mean() > before.mean() and (after > before).mean() >= 0.75
     assert torch.equal(r.m, m.double()) and torch.equal(r.w, w.double())  # random mixing, not attacked
@@ -384,7 +384,7 @@ def test_advmax_raises_the_loss_on_average_and_keeps_everything_in_range():
     x, params, y = _adv_batch(model, seed=3)
     m0, p0, _ = initial_point(6, n=len(y))
     x0 = torch.from_numpy(np_mix(x, apply_chains(x, params).double(), m0, np_softmax(p0.numpy())))
-    r = advmax_attack(model, x, params, y, early_stop=False, generator=gen(6))
+    r = advmax_attack(model, x, params, y, AttackOptions(early_stop=False, generator=gen(6)))
     before, after = loss_A(model, x0, y), loss_A(model, r.x_adv, y)
     assert after.mean() > before.mean() and (after > before).mean() >= 0.75
     assert float(r.m.min()) >= 0 and float(r.m.max()) <= 1
@@ -395,13 +395,13 @@ def test_advmax_raises_the_loss_on_average_and_keeps_everything_in_range():
 def test_adv_baselines_with_zero_steps_and_early_stop():
     model = make_model()
     x, params, y = _adv_batch(model, seed=4, n=8)
-    r = advmax_attack(model, x, params, y, steps=0, generator=gen(1))
+    r = advmax_attack(model, x, params, y, AttackOptions(steps=0, generator=gen(1)))
     m0, p0, _ = initial_point(1, n=8)
     assert torch.equal(r.params.values, params.values) and torch.equal(r.m, m0)
     np.testing.assert_allclose(r.x_adv.numpy(), np_mix(x, apply_chains(x, params).double(), m0,
                                                        np_softmax(p0.numpy())), atol=1e-6)
     wrong = (predict(model, r.x_adv) + 1) % CLASSES  # the initial AdvMax images are all misclassified
-    r = advmax_attack(model, x, params, wrong, generator=gen(1))
+    r = advmax_attack(model, x, params, wrong, AttackOptions(generator=gen(1)))
     assert r.steps_taken.tolist() == [0] * 8 and torch.equal(r.params.values, params.values)
     assert torch.equal(r.m, m0)
 

@@ -5,12 +5,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from reference.pil_augmix import pil_op, sample_value
 from scipy import stats
 
-from augmax_lib.augmix import (AugMix, apply_chains, augmix, mix, sample_chain_params, sample_chains,
-                               sample_mixing, value_bounds)
-from augmax_lib.ops import OPS_ALL, OPS_AUGMIX
-from reference.pil_augmix import pil_op, sample_value
+from augmax_lib.augmix import AugMix, apply_chains, augmix, mix, sample_chain_params, sample_chains, sample_mixing, value_bounds
+from augmax_lib.ops import OPS_ALL
 
 P_MIN = 1e-3  # fixed seeds: a correct sampler passes; a wrong formula fails by orders of magnitude
 

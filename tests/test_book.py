@@ -17,7 +17,6 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
-
 from _book import ROOT, built_book
 
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())

@@ -13,7 +13,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
 from _book import built_book
 
 CHROMIUM = os.environ.get("AUGMAX_CHROMIUM", "/usr/bin/chromium")

@@ -10,12 +10,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import augmax_lib.data as data
 from augmax_lib.cli import corrupt as cli
 from augmax_lib.corruptions import corrupt
 from augmax_lib.data import ImageSet
-from PIL import Image
 
 N = 6
 

@@ -10,8 +10,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
-
 from _planted import PlantedPixelModel, labels_with_errors, planted_images
+
 from augmax_lib.cli import evaluate as cli
 from augmax_lib.data import BENCHMARK_CORRUPTIONS
 
@@ -179,8 +179,8 @@ def test_generated_jpeg_round_trip_is_on_unless_turned_off(tmp_path, monkeypatch
     torch.save(PlantedPixelModel().state_dict(), ckpt)
     seen = {}
 
-    def fake_evaluate(model, dataset, root, **kw):
-        seen.update(kw)
+    def fake_evaluate(model, dataset, root, options, **kw):
+        seen.update(vars(options))
         return {"dataset": dataset, "data_source": "x", "protocol": {}, "metrics": {}, "skipped": {}}
 
     monkeypatch.setattr("augmax_lib.evaluate.evaluate_model", fake_evaluate)

@@ -22,10 +22,19 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from augmax_lib.corruptions import (ALL_CORRUPTIONS, CORRUPTIONS, EXTRA_CORRUPTIONS, PRESETS,
-                                    RANDOM_CORRUPTIONS, corrupt)
-from augmax_lib.corruptions import blur, digital, textures
-from augmax_lib.corruptions import _filters, _spatter_ops
+from augmax_lib.corruptions import (
+    ALL_CORRUPTIONS,
+    CORRUPTIONS,
+    EXTRA_CORRUPTIONS,
+    PRESETS,
+    RANDOM_CORRUPTIONS,
+    _filters,
+    _spatter_ops,
+    blur,
+    corrupt,
+    digital,
+    textures,
+)
 
 U8_TOL = 0.5 + 1e-3          # rounding="nearest": within half a level of the float reference
 U8_MAX_DEV, U8_MEAN_DEV = 1, 0.1   # truncation: vs the generators' np.uint8 of the float reference

@@ -3,21 +3,19 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import warnings
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
-import re
-
-import yaml
-
-from augmax_lib.course import params, plots, runs
-from augmax_lib.train.config import load_profile
+from augmax_lib.course import params, plots
+from augmax_lib.course import shared_runs as runs
 from augmax_lib.train import train
-from augmax_lib.train.config import ConfigError
+from augmax_lib.train.config import ConfigError, load_profile
 
 SYNTH = ["data.dataset=synthetic", "data.options.n=400"]
 CONFIG = "cifar10/resnet18_normal"

@@ -1,5 +1,4 @@
 """augmax_lib.course.compare: run summaries with provenance, a poster table's configs, the data-set fallback."""
-import json
 
 import pandas as pd
 import pytest
@@ -9,7 +8,7 @@ from augmax_lib.course.compare import pick_dataset, plot_ours_vs_poster, run_sum
 
 
 class FakeRun:
-    """What run_summary reads from augmax_lib.course.runs.Run."""
+    """What run_summary reads from augmax_lib.course.shared_runs.Run."""
 
     def __init__(self, results, evaluation, config):
         self.results, self.evaluation, self.config = results, evaluation, config

@@ -15,11 +15,30 @@ import pytest
 import torch
 from PIL import Image
 
-from augmax_lib.data import (BENCHMARK_CORRUPTIONS, CIFAR10_CLASSES, CIFAR100_CLASSES, EXTRA_CORRUPTION_NAMES,
-                             DataFormatError, DatasetNotFoundError, DeviceLoader, FolderSet, ImageSet,
-                             SYNTHETIC_SOURCE, load_cifar101, load_cifar_c, load_corrupted, load_dataset,
-                             load_imagenet, load_imagenet_c, load_tinyimagenet, load_tinyimagenet_c, make_synthetic,
-                             resolve_root, split_validation, with_deepaugment)
+from augmax_lib.data import (
+    BENCHMARK_CORRUPTIONS,
+    CIFAR10_CLASSES,
+    CIFAR100_CLASSES,
+    EXTRA_CORRUPTION_NAMES,
+    SYNTHETIC_SOURCE,
+    DataFormatError,
+    DatasetNotFoundError,
+    DeviceLoader,
+    FolderSet,
+    ImageSet,
+    load_cifar101,
+    load_cifar_c,
+    load_corrupted,
+    load_dataset,
+    load_imagenet,
+    load_imagenet_c,
+    load_tinyimagenet,
+    load_tinyimagenet_c,
+    make_synthetic,
+    resolve_root,
+    split_validation,
+    with_deepaugment,
+)
 from augmax_lib.data.roots import DEFAULT_ROOT
 
 # Read before the autouse fixture hides them: the real data root (CI sets it) and the user's cache.
@@ -557,9 +576,9 @@ def test_device_loader_crops_are_crops_of_the_padded_image(mode):
         for x, y in loader:
             assert x.dtype == torch.uint8 and x.shape[1:] == (3, 8, 8)
             for img, label in zip(x.numpy(), y.tolist()):
-                candidates = [(t, l, f) for t in range(5) for l in range(5) for f in (False, True)
-                              if np.array_equal(img, (padded[label, :, t:t + 8, l:l + 8][..., ::-1] if f
-                                                      else padded[label, :, t:t + 8, l:l + 8]))]
+                candidates = [(t, s, f) for t in range(5) for s in range(5) for f in (False, True)
+                              if np.array_equal(img, (padded[label, :, t:t + 8, s:s + 8][..., ::-1] if f
+                                                      else padded[label, :, t:t + 8, s:s + 8]))]
                 assert candidates, "a yielded image is no crop/flip of its padded source"
                 offsets.add(candidates[0][:2])
                 flips.append(candidates[0][2])

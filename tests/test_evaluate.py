@@ -10,15 +10,31 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _planted import PlantedPixelModel, labels_with_errors, planted_images
 from PIL import Image
 from torch import nn
 
-from _planted import PlantedPixelModel, labels_with_errors, planted_images
 from augmax_lib.data import CIFAR10_CLASSES, ImageSet
-from augmax_lib.evaluate import (ALEXNET_ERR, cifar101_accuracy, clean_accuracy, corruption_accuracy,
-                                 corruption_errors, eval_mode, evaluate_model, mce, pgd_accuracy, robust_accuracy,
-                                 sample_spatial_params, sha256_file, spatial_attack_accuracy, spatial_transform,
-                                 table_to_dict, to_jsonable, write_json_atomic)
+from augmax_lib.evaluate import (
+    ALEXNET_ERR,
+    EvalOptions,
+    cifar101_accuracy,
+    clean_accuracy,
+    corruption_accuracy,
+    corruption_errors,
+    eval_mode,
+    evaluate_model,
+    mce,
+    pgd_accuracy,
+    robust_accuracy,
+    sample_spatial_params,
+    sha256_file,
+    spatial_attack_accuracy,
+    spatial_transform,
+    table_to_dict,
+    to_jsonable,
+    write_json_atomic,
+)
 from augmax_lib.norm import DuBN
 
 
@@ -342,21 +358,21 @@ def test_pgd_stays_in_the_eps_ball_and_the_image_range():
 
 def test_evaluate_model_reports_skips_with_where_and_how(tmp_path):
     data = _planted_set(40, wrong=10)
-    results = evaluate_model(PlantedPixelModel(), "cifar10", tmp_path, test_set=data, spatial_k=2,
-                             progress=False)
+    results = evaluate_model(PlantedPixelModel(), "cifar10", tmp_path, EvalOptions(spatial_k=2, progress=False),
+                             test_set=data)
     assert results["metrics"]["sa"] == pytest.approx(0.75)
     assert "CIFAR-10-C" in results["skipped"]["ra"] and "zenodo.org" in results["skipped"]["ra"]
     assert "modestyachts/CIFAR-10.1" in results["skipped"]["cifar101_v4"]
     assert results["metrics"]["spatial"]["k"] == 2 and results["protocol"]["norm_route"] == "M"
     json.dumps(results, allow_nan=False)
     with pytest.raises(ValueError, match="skip"):
-        evaluate_model(PlantedPixelModel(), "cifar10", tmp_path, test_set=data, skip=["nope"])
+        evaluate_model(PlantedPixelModel(), "cifar10", tmp_path, EvalOptions(skip=["nope"]), test_set=data)
 
 
 def test_evaluate_model_generates_corruptions_for_the_synthetic_set():
     data = _planted_set(10, wrong=0)
-    results = evaluate_model(PlantedPixelModel(), "synthetic", test_set=data, corruptions=["contrast", "fog"],
-                             skip=["spatial"], progress=False)
+    results = evaluate_model(PlantedPixelModel(), "synthetic", options=EvalOptions(
+        corruptions=["contrast", "fog"], skip=["spatial"], progress=False), test_set=data)
     m = results["metrics"]
     assert "generated on the fly" in m["corruption_source"]
     table = pd.DataFrame(m["corruption_accuracy"]).T

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from _planted import PlantedPixelModel, planted_images
 
-from _planted import PlantedPixelModel, labels_with_errors, planted_images
 from augmax_lib.data import CIFAR10_CLASSES, ImageSet
-from augmax_lib.evaluate import balanced_indices, evaluate_model, standard_error
+from augmax_lib.evaluate import EvalOptions, balanced_indices, evaluate_model, standard_error
 
 
 @pytest.fixture(autouse=True)
@@ -72,8 +72,9 @@ def test_subset_evaluation_is_paired_with_the_published_files(tmp_path):
     np.save(folder / "fog.npy", np.concatenate(blocks))
 
     with pytest.warns(UserWarning):
-        out = evaluate_model(PlantedPixelModel(), "cifar10", tmp_path, test_set=test, corruptions=["fog"],
-                             skip=("cifar101", "spatial"), images_per_set=n, subset_seed=5, progress=False)
+        out = evaluate_model(PlantedPixelModel(), "cifar10", tmp_path, EvalOptions(
+            corruptions=["fog"], skip=("cifar101", "spatial"), images_per_set=n, subset_seed=5, progress=False),
+            test_set=test)
     idx = np.array(out["protocol"]["subset_indices"])
     assert len(idx) == n == out["images_per_set"] and out["num_test_images"] == n_test
     assert np.bincount(labels[idx], minlength=10).max() - np.bincount(labels[idx], minlength=10).min() <= 1
@@ -91,8 +92,8 @@ def test_subset_of_generated_corruptions_and_spatial_attack():
 
     with pytest.warns(UserWarning):
         test = load_dataset("synthetic", "test", n=120)
-    out = evaluate_model(PlantedPixelModel(), "synthetic", test_set=test, corruptions=["brightness"],
-                         skip=("cifar101",), images_per_set=30, spatial_k=2, progress=False)
+    out = evaluate_model(PlantedPixelModel(), "synthetic", options=EvalOptions(
+        corruptions=["brightness"], skip=("cifar101",), images_per_set=30, spatial_k=2, progress=False), test_set=test)
     m = out["metrics"]
     assert out["images_per_set"] == 30 and m["spatial"]["num_images"] == 30
     assert m["corruption_accuracy"]["brightness"].keys() == {"1", "2", "3", "4", "5"}

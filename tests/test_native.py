@@ -2,17 +2,16 @@
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from reference.pil_augmix import pil_op
 
 from augmax_lib.augmix import apply_chains, augmix, sample_chain_params
 from augmax_lib.ops import OPS_AUGMIX, native
-from reference.pil_augmix import pil_op
 
 ROOT = Path(__file__).resolve().parents[1]
 TONE = ("autocontrast", "equalize", "posterize", "solarize")

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from augmax_lib.norm import DuBIN, DuBN, IBN, NORMS, make_norm, route, running_variances
+from augmax_lib.norm import IBN, NORMS, DuBIN, DuBN, make_norm, route, running_variances
 
 EPS = 1e-5
 

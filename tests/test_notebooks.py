@@ -12,7 +12,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from _executed import NOTEBOOKS, executed_notebooks, executed_summary
 
 SOURCES = sorted(NOTEBOOKS.glob("*.ipynb"))

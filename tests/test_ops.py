@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from reference.pil_augmix import pil_op
 
 from augmax_lib.ops import OPS_ALL, OPS_AUGMIX, apply_op, shift_pixels
-from reference.pil_augmix import pil_op
 
 N = 48
 

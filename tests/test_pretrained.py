@@ -5,14 +5,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
 
 import pytest
 import torch
 
 from augmax_lib.models import build_model
-from augmax_lib.models.pretrained import (FORMAT, WEIGHTS_DIR, PretrainedError, list_pretrained, load_from_url,
-                                          load_pretrained, load_pretrained_file, pretrained_info, save_pretrained)
+from augmax_lib.models.pretrained import (
+    FORMAT,
+    WEIGHTS_DIR,
+    PretrainedError,
+    list_pretrained,
+    load_from_url,
+    load_pretrained,
+    load_pretrained_file,
+    pretrained_info,
+    save_pretrained,
+)
 
 SHIPPED = WEIGHTS_DIR / "long"
 SPEC = {"name": "resnet18", "norm": "dubin", "width": 4, "kwargs": {}, "num_classes": 10, "input_mean": None,

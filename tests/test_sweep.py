@@ -17,9 +17,19 @@ import torch
 import yaml
 
 from augmax_lib.__main__ import main
-from augmax_lib.sweep import (JobSpec, SlurmOptions, SweepError, SweepJob, find_configs, job_status, launch,
-                              log_tail, plan, run_state)
-from augmax_lib.tables import build_tables, collect_runs
+from augmax_lib.sweep import (
+    JobSpec,
+    SlurmOptions,
+    SweepError,
+    SweepJob,
+    find_configs,
+    job_status,
+    launch,
+    log_tail,
+    plan,
+    run_state,
+)
+from augmax_lib.tables import build_tables, collect_runs, render_markdown
 from augmax_lib.train import load_config, train
 from augmax_lib.train.config import dump_config
 
@@ -100,10 +110,16 @@ def test_debug_sweep_trains_and_evaluates_each_seed_then_skips_them(tmp_path, ca
         assert made["profile"] == "smoke" and made["seed"] == seed and list(made["evaluate_args"]) == list(EVAL)
         assert run_state(run).complete
         assert job_status(specs[seed]).state == "done"
-    # What `tables` reads: both seeds in one cell, at one profile.
-    cell = next(c for t in build_tables(collect_runs([out])) if t.key == "cifar10" for c in t.cells
+    # What `tables` reads: both seeds of one config, at one profile. Trained on the synthetic set at a budget the
+    # overrides changed, they fill no poster cell and are listed apart, with the reason.
+    records = collect_runs([out])
+    assert sorted(r.seed for r in records) == [0, 1] and {r.profile for r in records} == {"smoke"}
+    tables = build_tables(records)
+    cell = next(c for t in tables if t.key == "cifar10" for c in t.cells
                 if c.cell.config == "cifar10_resnet18_normal" and c.column == "SA")
-    assert cell.n == 2 and cell.refused is None and {r.profile for r in cell.runs} == {"smoke"}
+    assert cell.n == 0
+    assert "| cifar10_resnet18_normal | 0, 1 |" in render_markdown(tables, records=records)
+    assert "its budget is no profile's" in render_markdown(tables, records=records)
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and "_sweep" not in p.parts}
     again = launch(_plan(out, seeds=(0, 1)), "debug", out)
     assert sorted(again.skipped) == sorted(report.done) and not again.done

@@ -16,8 +16,7 @@ import pytest
 
 from augmax_lib.__main__ import main
 from augmax_lib.paper_numbers import METRICS, TABLES, table
-from augmax_lib.tables import (TablesError, build_tables, collect_runs, export_runs, fits, render_markdown, run_profile,
-                               same_code)
+from augmax_lib.tables import TablesError, build_tables, collect_runs, export_runs, fits, render_markdown, run_profile, same_code
 from augmax_lib.train import load_config
 
 REPO = Path(__file__).resolve().parents[1]

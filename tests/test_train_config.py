@@ -6,8 +6,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from augmax_lib.train.config import (METHODS, ConfigError, apply_overrides, dump_config, load_config, merge,
-                                     parse_override, validate)
+from augmax_lib.train.config import (
+    METHODS,
+    ConfigError,
+    apply_overrides,
+    dump_config,
+    load_config,
+    merge,
+    parse_override,
+    validate,
+)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ROWS = sorted(p for p in CONFIGS.glob("*/*.yaml") if p.parent.name != "profiles")

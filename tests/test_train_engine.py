@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from augmax_lib.data import SYNTHETIC_SOURCE, DatasetNotFoundError, make_synthetic
@@ -113,6 +114,7 @@ _CHILD = """
 import sys, warnings
 warnings.simplefilter("ignore")
 import torch
+import yaml
 torch.set_num_threads(1)
 from augmax_lib.train import train
 import json
@@ -218,7 +220,7 @@ def test_augmix_recipe_trains_and_resumes_exactly(tmp_path):
                                                            rel=1e-12)
     assert load_checkpoint(whole / "last.pt")["scheduler"]["last_epoch"] == total  # stepped once per batch
     model, _ = load_run(whole)
-    from augmax_lib.train.runs import NormalizedInput, backbone
+    from augmax_lib.train.run_models import NormalizedInput, backbone
 
     assert isinstance(model, NormalizedInput) and model.mean.flatten().tolist() == [0.5] * 3
     x = torch.rand(2, 3, 16, 16)
@@ -256,6 +258,16 @@ def test_corrupt_or_mismatched_checkpoints_give_clear_errors(tmp_path):
     torch.save({"weights": torch.zeros(1)}, run / "best.pt")
     with pytest.raises(CheckpointError, match="not an augmax_lib training checkpoint"):
         load_run(run)
+
+
+def test_a_mapping_takes_a_profile_like_a_file(tmp_path):
+    # The profile's per_method section reaches a config given as a mapping, and the run records the profile.
+    profile = tmp_path / "p.yaml"
+    profile.write_text("train: {steps_per_epoch: 1}\nper_method: {augmax: {steps: 1}}\n")
+    run = train(tiny("augmax", "dubin"), out=tmp_path / "run", profile=str(profile))
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["method"]["steps"] == 1 and config["train"]["steps_per_epoch"] == 1
+    assert json.loads((run / "results.json").read_text())["config"]["profile"] == "p.yaml"
 
 
 def test_bad_configs_fail_before_anything_is_written(tmp_path):

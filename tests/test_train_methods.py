@@ -10,9 +10,9 @@ from torch import nn
 from augmax_lib.data import make_synthetic
 from augmax_lib.models import build_model
 from augmax_lib.norm import dual_layers
+from augmax_lib.pgd_attack import frozen_eval, pgd_linf
 from augmax_lib.train.config import METHODS, validate
 from augmax_lib.train.methods import StepContext, get_step, training_routes
-from augmax_lib.pgd import frozen_eval, pgd_linf
 
 pytestmark = pytest.mark.filterwarnings("ignore:loading the SYNTHETIC data set")
 

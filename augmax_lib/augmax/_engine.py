@@ -17,7 +17,22 @@ from torch import nn
 from augmax_lib._checks import check_generator, check_images
 from augmax_lib.norm import route
 
-__all__ = ["AugMaxResult", "attack_mode", "signed_ascent", "check_attack_args"]
+__all__ = ["AttackOptions", "AugMaxResult", "attack_mode", "signed_ascent", "check_attack_args"]
+
+
+@dataclass(frozen=True)
+class AttackOptions:
+    """How an AugMax-style attack searches: ``steps`` signed-gradient steps of ``step_size``; with ``early_stop``
+    (FAT, the reference's default) an image stops once it has been misclassified ``tau`` times; ``targeted``
+    descends the cross-entropy to a target class instead of ascending it; ``generator`` drives every random
+    draw (the start, a target). The defaults are the reference's CIFAR settings."""
+
+    steps: int = 10
+    step_size: float = 0.1
+    tau: int = 1
+    early_stop: bool = True
+    targeted: bool = False
+    generator: Optional[torch.Generator] = None
 
 
 @dataclass(frozen=True)
@@ -27,8 +42,8 @@ class AugMaxResult:
     ``x_adv`` (N, C, H, W) float in [0, 1], detached; ``m`` (N,) the weight of the augmented branch;
     ``w`` (N, width) the chain weights (rows sum to one); ``steps_taken`` (N,) int64, the number of
     updates each image received (fewer than ``steps`` where early stopping froze it); ``target`` the
-    classes aimed at in targeted mode (None otherwise, and when none was passed and no step ran); ``params`` the attacked chain parameters (AdvMix
-    and AdvMax only, else None).
+    classes aimed at in targeted mode (None otherwise, and when none was passed and no step ran);
+    ``params`` the attacked chain parameters (AdvMix and AdvMax only, else None).
     """
 
     x_adv: torch.Tensor
@@ -56,6 +71,14 @@ def attack_mode(model: nn.Module, which: str = "A"):
             module.training = training
         for param, flag in flags:
             param.requires_grad_(flag)
+
+
+def check_options(options) -> AttackOptions:
+    """Raise unless ``options`` is an :class:`AttackOptions` (the attacks' settings are one record)."""
+    if not isinstance(options, AttackOptions):
+        raise TypeError(f"options: expected AttackOptions(steps=..., step_size=..., tau=..., early_stop=..., "
+                        f"targeted=..., generator=...), got {type(options).__name__}")
+    return options
 
 
 def check_attack_args(x, y, steps, step_size, tau, targeted, target, generator) -> None:

@@ -35,7 +35,7 @@ from torch import nn
 from augmax_lib._checks import to_float
 from augmax_lib.augmix import apply_chains, mix, sample_mixing, value_bounds
 
-from ._engine import AugMaxResult, attack_mode, check_attack_args, signed_ascent
+from ._engine import AttackOptions, AugMaxResult, attack_mode, check_attack_args, check_options, signed_ascent
 from .attack import parameter_dtype
 
 __all__ = ["magnitude_ranges", "advmix_attack", "advmax_attack"]
@@ -131,17 +131,18 @@ def _step_values(values, grad, low, high, step):
     return torch.max(torch.min(values + step * grad.sign(), high), low)
 
 
-def advmix_attack(model: nn.Module, x: torch.Tensor, params, y: torch.Tensor, steps: int = 10, step_size: float = 0.1,
-                  tau: int = 1, early_stop: bool = True, targeted: bool = False,
-                  generator: Optional[torch.Generator] = None, target: Optional[torch.Tensor] = None,
-                  severity: float = 3, alpha: float = 1.0) -> AugMaxResult:
+def advmix_attack(model: nn.Module, x: torch.Tensor, params, y: torch.Tensor, options: AttackOptions = AttackOptions(),
+                  *, severity: float = 3, alpha: float = 1.0, target: Optional[torch.Tensor] = None) -> AugMaxResult:
     """AdvMix: attack the op magnitudes of the chains ``params`` of ``x``, mixing with random fixed ``(m, w)``.
 
     ``(m, w)`` come from ``sample_mixing(N, width, alpha, generator=generator)``; the magnitudes start at
     ``params.values`` and take signed steps of ``step_size`` times their range (module docstring), kept
     in range for ``severity``. Returns the images, ``m``, ``w``, the step counts and the attacked
-    ``params``. Loss, ``targeted``/``target``, ``tau``/``early_stop`` and model handling as ``augmax_attack``.
+    ``params``. Loss, ``targeted``/``target``, ``tau``/``early_stop`` and model handling as ``augmax_attack``;
+    ``options`` (:class:`AttackOptions`) as there.
     """
+    steps, step_size, tau, generator = check_options(options).steps, options.step_size, options.tau, options.generator
+    early_stop, targeted = options.early_stop, options.targeted
     x, dtype, values, low, high, step = _prepare(model, x, params, y, steps, step_size, tau, targeted, target,
                                                  generator, severity)
     n, width = x.shape[0], params.op_index.shape[0]
@@ -168,16 +169,17 @@ def advmix_attack(model: nn.Module, x: torch.Tensor, params, y: torch.Tensor, st
     return AugMaxResult(x_adv=x_adv, m=m, w=w, steps_taken=taken, target=target, params=attacked)
 
 
-def advmax_attack(model: nn.Module, x: torch.Tensor, params, y: torch.Tensor, steps: int = 10, step_size: float = 0.1,
-                  tau: int = 1, early_stop: bool = True, targeted: bool = False,
-                  generator: Optional[torch.Generator] = None, target: Optional[torch.Tensor] = None,
-                  severity: float = 3) -> AugMaxResult:
+def advmax_attack(model: nn.Module, x: torch.Tensor, params, y: torch.Tensor, options: AttackOptions = AttackOptions(),
+                  *, severity: float = 3, target: Optional[torch.Tensor] = None) -> AugMaxResult:
     """AdvMax: attack the op magnitudes of ``params`` and AugMax's mixing ``(m, w = softmax(p))`` together.
 
     ``m ~ U(0, 1)`` then ``p ~ U(0, 1)^width`` from ``generator`` (as ``augmax_attack``); magnitudes start
     at ``params.values``. Each step moves all three by their signed gradient: ``m`` and ``p`` by
     ``step_size`` (``m`` clamped to [0, 1]), each magnitude by ``step_size`` times its range, kept in range.
+    ``options`` (:class:`AttackOptions`) as for ``augmax_attack``.
     """
+    steps, step_size, tau, generator = check_options(options).steps, options.step_size, options.tau, options.generator
+    early_stop, targeted = options.early_stop, options.targeted
     x, dtype, values, low, high, step = _prepare(model, x, params, y, steps, step_size, tau, targeted, target,
                                                  generator, severity)
     n, width = x.shape[0], params.op_index.shape[0]

@@ -9,7 +9,7 @@ from torch import nn
 from augmax_lib._checks import to_float
 from augmax_lib.augmix import mix
 
-from ._engine import AugMaxResult, attack_mode, check_attack_args, signed_ascent
+from ._engine import AttackOptions, AugMaxResult, attack_mode, check_attack_args, check_options, signed_ascent
 
 __all__ = ["augmax_attack", "check_chains"]
 
@@ -32,10 +32,14 @@ def parameter_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
 
 
-def augmax_attack(model: nn.Module, x: torch.Tensor, chains: torch.Tensor, y: torch.Tensor, steps: int = 10,
-                  step_size: float = 0.1, tau: int = 1, early_stop: bool = True, targeted: bool = False,
-                  generator: Optional[torch.Generator] = None, target: Optional[torch.Tensor] = None) -> AugMaxResult:
+def augmax_attack(model: nn.Module, x: torch.Tensor, chains: torch.Tensor, y: torch.Tensor,
+                  options: AttackOptions = AttackOptions(), *, target: Optional[torch.Tensor] = None) -> AugMaxResult:
     """Find per image the mixing ``(m, w = softmax(p))`` of ``x`` and its ``chains`` that the model gets most wrong.
+
+    In: ``x`` (N, C, H, W) uint8 or float in [0, 1]; ``chains`` (width, N, C, H, W) float, the chains of ``x``
+    (``augmax_lib.augmix.sample_chains``); ``y`` (N,) int64 labels; ``options`` (:class:`AttackOptions`: steps,
+    step size, tau, early stop, targeted, generator). Out: an :class:`AugMaxResult` (the images ``x_adv``, ``m``,
+    ``w``, the steps each image took).
 
     ``x* = (1 - m) x + m sum_i w_i chains[i]``. Initialisation as the reference: ``m ~ U(0, 1)`` (N,),
     then ``p ~ U(0, 1)^width`` (N, width), both drawn from ``generator`` in that order. Each step
@@ -46,6 +50,8 @@ def augmax_attack(model: nn.Module, x: torch.Tensor, chains: torch.Tensor, y: to
     ``tau`` times and stays exactly where it was. The model runs in eval mode, without parameter
     gradients and under BN route "A"; all three come back as they were afterwards, also on error.
     """
+    steps, step_size, tau, generator = check_options(options).steps, options.step_size, options.tau, options.generator
+    early_stop, targeted = options.early_stop, options.targeted
     check_attack_args(x, y, steps, step_size, tau, targeted, target, generator)
     chains = check_chains(chains, x)
     x = to_float(x)

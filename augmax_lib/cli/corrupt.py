@@ -27,13 +27,15 @@ same seed and batch size give the same files, whatever was generated before.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from augmax_lib._device import DeviceError, resolve_device
+from augmax_lib._io import atomic_path, atomic_write_text
 
 __all__ = ["add_arguments", "run", "output_files", "severity_seed"]
 
@@ -43,6 +45,7 @@ _ALL_SEVERITIES = (1, 2, 3, 4, 5)
 
 
 def add_arguments(parser) -> None:
+    """The `corrupt` command's options."""
     import argparse
 
     from augmax_lib.corruptions import ALL_CORRUPTIONS
@@ -123,16 +126,8 @@ def _finished(path: Path, shape: tuple) -> bool:
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        with open(partial, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, path)
-    finally:
-        if partial.exists():
-            partial.unlink()
+    with atomic_path(path) as partial, open(partial, "wb") as f:
+        np.save(f, array, allow_pickle=False)
 
 
 def _write_corruption(images: torch.Tensor, corruption: str, severities, path: Path, args, device,
@@ -141,8 +136,7 @@ def _write_corruption(images: torch.Tensor, corruption: str, severities, path: P
     from augmax_lib.corruptions import corrupt
 
     n, c, h, w = images.shape
-    partial = path.with_name(f".{path.name}.partial")
-    try:
+    with atomic_path(path) as partial:
         out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(severities) * n, h, w, c))
         for k, severity in enumerate(severities):
             generator = torch.Generator(device=device).manual_seed(severity_seed(args.seed, corruption, severity))
@@ -154,12 +148,6 @@ def _write_corruption(images: torch.Tensor, corruption: str, severities, path: P
                     bar.update(batch.shape[0])
         out.flush()
         del out
-        with open(partial, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(partial, path)
-    finally:
-        if partial.exists():
-            partial.unlink()
 
 
 def _write_info(out: Path, update: dict) -> None:
@@ -174,9 +162,7 @@ def _write_info(out: Path, update: dict) -> None:
     files.update(update.pop("files", {}))
     info.update(update)
     info["files"] = files
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    os.replace(partial, path)
+    atomic_write_text(path, json.dumps(info, indent=2, sort_keys=True) + "\n")
 
 
 def _folder_batches(test, batch_size: int):
@@ -211,16 +197,12 @@ def _folder_finished(folder: Path, n: int) -> bool:
 def _write_severity_folder(test, corruption: str, severity: int, folder: Path, args, device, preset: str,
                            quality: int, names: list, bar) -> None:
     """Corrupt every image at ``severity`` and save it as ``<folder>/<wnid>/<name>`` (JPEG), atomically."""
-    import shutil
 
     from PIL import Image
 
     from augmax_lib.corruptions import corrupt
 
-    partial = folder.with_name(f".{folder.name}.partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    try:
+    with atomic_path(folder, folder=True) as partial:
         for wnid in sorted({test.classes[int(y)] for y in test.labels}):
             (partial / wnid).mkdir(parents=True)
         generator = torch.Generator(device=device).manual_seed(severity_seed(args.seed, corruption, severity))
@@ -234,10 +216,6 @@ def _write_severity_folder(test, corruption: str, severity: int, folder: Path, a
                     target, format="JPEG", quality=quality, optimize=True)
             if bar is not None:
                 bar.update(len(result))
-        os.replace(partial, folder)
-    finally:
-        if partial.exists():
-            shutil.rmtree(partial)
 
 
 def _run_folders(args, test, corruptions, severities, device, preset: str) -> int:
@@ -295,6 +273,7 @@ def _run_folders(args, test, corruptions, severities, device, preset: str) -> in
 
 
 def run(args) -> int:
+    """Write the corrupted test sets asked for; the exit status."""
     from augmax_lib import data
     from augmax_lib.corruptions import PRESETS, PUBLISHED_JPEG_QUALITY, generator_semantics
 
@@ -312,11 +291,9 @@ def run(args) -> int:
             return _fail(f"--threads: expected a positive integer, got {args.threads}")
         torch.set_num_threads(args.threads)
     try:
-        device = torch.device(args.device)
-    except RuntimeError as err:
-        return _fail(f"--device: {err}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        return _fail(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
+        device = resolve_device(args.device, "--device")
+    except DeviceError as err:
+        return _fail(str(err))
 
     try:
         test = data.load_dataset(args.dataset, "test", root=args.root)

@@ -1,19 +1,20 @@
 """``python -m augmax_lib evaluate``: SA, RA (per-corruption table), CIFAR-10.1 v4/v6 and the spatial attack
 of one model, written to ``results.json`` with provenance.
 
-A model comes from exactly one registered source: ``--reference-checkpoint FILE`` (the authors' released
-``best_SA.pth`` / ``latest.pth``) here; further sources (e.g. a training run directory) add themselves with
-:func:`register_model_source` and share everything else (:func:`augmax_lib.evaluate.evaluate_model`).
+A model comes from exactly one source: ``--run DIR`` (a training run: :func:`augmax_lib.evaluate.evaluate_run`,
+the one way every part of the library evaluates a run) or a registered checkpoint source such as
+``--reference-checkpoint FILE`` (the authors' released ``best_SA.pth`` / ``latest.pth``); further sources add
+themselves with :func:`register_model_source` and share everything else (:func:`augmax_lib.evaluate.evaluate_model`).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 from augmax_lib._checks import InputError, check_writable_folder, user_message
+from augmax_lib._device import DeviceError, resolve_device
 
 __all__ = ["add_arguments", "run", "LoadedModel", "ModelSourceError", "register_model_source", "MODEL_SOURCES",
            "NUM_CLASSES", "REFERENCE_MODELS_URL"]
@@ -137,31 +138,13 @@ register_model_source("--reference-checkpoint", _from_reference_checkpoint, meta
                       help="the authors' best_SA.pth or latest.pth (download: " + REFERENCE_MODELS_URL + ")")
 
 
-def _from_run(value: str, args) -> LoadedModel:
-    """A training run of ``python -m augmax_lib train``: its best.pt (chosen on the validation split)."""
-    from augmax_lib.train import CheckpointError, load_run
-
-    run_dir = Path(value).expanduser()
-    try:
-        model, config = load_run(run_dir, "best")
-    except (FileNotFoundError, CheckpointError) as err:
-        raise ModelSourceError(f"--run: {err}") from err
-    args.model = config["model"]["name"]
-    info = {"source": "training run (augmax_lib.train)", "run": str(run_dir.resolve()), "config": config["name"],
-            "name": config["model"]["name"], "norm": config["model"]["norm"], "method": config["method"]["name"],
-            "paper": config["paper"]}
-    return LoadedModel(model, info, run_dir / "best.pt", None, config["data"]["dataset"], run_dir / "evaluation",
-                       dict(config.get("eval") or {}))
-
-
-register_model_source("--run", _from_run, metavar="DIR",
-                      help="a training run directory (python -m augmax_lib train); results go to DIR/evaluation")
-
-
 def add_arguments(parser) -> None:
-    from augmax_lib.evaluate import METRICS
+    """The `evaluate` command's options."""
+    from augmax_lib.evaluate.arguments import add_evaluation_arguments
 
     group = parser.add_argument_group("model (give exactly one)")
+    group.add_argument("--run", metavar="DIR", default=None,
+                       help="a training run directory (python -m augmax_lib train); results go to DIR/evaluation")
     for source in MODEL_SOURCES.values():
         group.add_argument(source.flag, dest=source.dest, metavar=source.metavar, help=source.help)
     from augmax_lib.models import list_models
@@ -176,68 +159,22 @@ def add_arguments(parser) -> None:
                         help="folder for results.json (default: runs/evaluate/<model>-<dataset>-<checkpoint name>)")
     parser.add_argument("--force", action="store_true", help="replace an existing results.json in --out")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu ... (default: cuda when available)")
-    parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--skip", nargs="+", default=[], choices=METRICS, metavar="METRIC",
-                        help=f"leave out some of: {', '.join(METRICS)}")
-    parser.add_argument("--corruptions", nargs="+", default=None, metavar="NAME",
-                        help="evaluate only these corruptions (RA is then not the benchmark's)")
-    parser.add_argument("--generate-corruptions", action="store_true",
-                        help="corrupt the test set on the fly with augmax_lib.corruptions instead of reading "
-                             "CIFAR-10-C style files (always so for the synthetic set)")
-    parser.add_argument("--no-generated-jpeg", dest="generated_jpeg", action="store_false",
-                        help="skip the JPEG quality-85 round trip that generated Tiny-ImageNet-C and ImageNet-C "
-                             "images get by default, as the published files were saved (recorded in results.json)")
-    parser.add_argument("--spatial-k", type=int, default=10, help="draws of the worst-of-k spatial attack")
-    parser.add_argument("--images-per-set", type=_positive_int, default=None, metavar="N",
-                        help="evaluate on N class-balanced test images, the same in the clean set, every corrupted "
-                             "set and the spatial attack (default: the whole set, or a run's eval.images_per_set)")
-    parser.add_argument("--subset-seed", type=int, default=None,
-                        help="seed of the subset's indices (default 0, or a run's eval.subset_seed)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the spatial attack and generated corruptions")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    speed = parser.add_argument_group("numerics (default: fp32, as the paper; a run's eval section may opt in)")
-    speed.add_argument("--precision", default=None, choices=("fp32", "bf16", "fp16"),
-                       help="forward passes in fp32 or under bf16/fp16 autocast (faster; may flip borderline "
-                            "predictions); recorded in results.json")
-    speed.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                       help="channels-last memory format (faster on GPUs; same arithmetic)")
-    speed.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
-
-
-def _positive_int(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+    add_evaluation_arguments(parser)
 
 
 def _check_options(args) -> Optional[str]:
     """The first option with a value that cannot work, as a one-line message; None if all can."""
-    import torch
+    from augmax_lib.evaluate.arguments import argument_problem
 
-    from augmax_lib.corruptions import ALL_CORRUPTIONS
-
-    if args.batch_size < 1:
-        return f"--batch-size: expected a positive integer, got {args.batch_size}"
-    if args.spatial_k < 1:
-        return f"--spatial-k: expected a positive number of draws, got {args.spatial_k}"
     if args.num_classes is not None and args.num_classes < 1:
         return f"--num-classes: expected a positive integer, got {args.num_classes}"
-    unknown = [c for c in args.corruptions or () if c not in ALL_CORRUPTIONS]
-    if unknown:
-        return f"--corruptions: unknown name(s) {', '.join(unknown)}; expected some of {', '.join(ALL_CORRUPTIONS)}"
-    if args.device is not None:
-        try:
-            device = torch.device(args.device)
-        except RuntimeError:
-            return f"--device: expected cpu, cuda or cuda:N, got {args.device!r}"
-        if device.type == "cuda" and not torch.cuda.is_available():
-            return f"--device {args.device}: CUDA is not available on this machine; use --device cpu"
+    problem = argument_problem(args)
+    if problem:
+        return problem
+    try:
+        resolve_device(args.device, "--device")
+    except DeviceError as err:
+        return str(err)
     return None
 
 
@@ -276,20 +213,69 @@ def _summary(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _target(out: Path, force: bool) -> tuple[Optional[Path], Optional[str]]:
+    """(the results file in ``out``, or None and the reason it cannot be written)."""
+    target = out / "results.json"
+    if target.exists() and not force:
+        return None, f"{target} exists; pass --force to replace it or choose another --out"
+    try:
+        check_writable_folder(out, "--out")  # before the long evaluation, not after it
+    except InputError as err:
+        return None, str(err)
+    return target, None
+
+
+def _evaluate_run(args, arguments: dict) -> int:
+    """``--run DIR``: augmax_lib.evaluate.evaluate_run with the run's protocol and the options given."""
+    from augmax_lib.evaluate import evaluate_run, run_numerics, run_options
+    from augmax_lib.evaluate.arguments import numerics_changes, option_changes
+    from augmax_lib.train import CheckpointError, ConfigError, load_config
+
+    run_dir = Path(args.run).expanduser()
+    if not run_dir.is_dir():
+        return _fail(f"--run: {str(run_dir)!r} is not a directory (expected a training run made by "
+                     f"`python -m augmax_lib train`)")
+    if not (run_dir / "config.yaml").is_file():
+        return _fail(f"--run: {run_dir} holds no config.yaml: not a training run of `python -m augmax_lib train`")
+    try:
+        config = load_config(run_dir / "config.yaml")
+    except ConfigError as err:
+        return _fail(f"--run: {err}")
+    if args.dataset is not None and args.dataset != config["data"]["dataset"]:
+        return _fail(f"--dataset {args.dataset}: the run trained on {config['data']['dataset']}; a run is evaluated on "
+                     f"its own data set")
+    target, problem = _target(Path(args.out) if args.out else run_dir / "evaluation", args.force)
+    if problem:
+        return _fail(problem)
+    try:
+        results = evaluate_run(run_dir, run_options(config, **option_changes(args)),
+                               run_numerics(config, **numerics_changes(args)), root=args.root, device=args.device,
+                               out=target, extra={"arguments": arguments})
+    except (FileNotFoundError, CheckpointError) as err:
+        return _fail(f"--run: {err}")
+    except InputError as err:  # a missing or broken data set, a bad option
+        return _fail(user_message(err))
+    print(_summary(results))
+    print(f"wrote {target}")
+    return 0
+
+
 def run(args) -> int:
-    import torch
+    """Evaluate the model asked for and write its evaluation JSON; the exit status."""
+    from augmax_lib.evaluate import EvalOptions, Numerics, evaluate_model, provenance, write_json_atomic
+    from augmax_lib.evaluate.arguments import numerics_changes, option_changes
 
-    from augmax_lib.evaluate import evaluate_model, provenance, write_json_atomic
-    from augmax_lib.evaluate.inference import numerics_record, with_numerics
-
+    arguments = {k: v for k, v in vars(args).items() if not k.startswith("_")}
     chosen = [(s, getattr(args, s.dest, None)) for s in MODEL_SOURCES.values() if getattr(args, s.dest, None)]
-    if len(chosen) != 1:
-        flags = " or ".join(s.flag for s in MODEL_SOURCES.values())
+    if len(chosen) + bool(args.run) != 1:
+        flags = " or ".join(["--run", *(s.flag for s in MODEL_SOURCES.values())])
         return _fail(f"name the model with exactly one of {flags}")
-    source, value = chosen[0]
     problem = _check_options(args)
     if problem:
         return _fail(problem)
+    if args.run:
+        return _evaluate_run(args, arguments)
+    source, value = chosen[0]
     if args.num_classes is None and args.dataset is not None:
         args.num_classes = NUM_CLASSES[args.dataset]  # else the checkpoint's head says it
     try:
@@ -299,35 +285,21 @@ def run(args) -> int:
     dataset = args.dataset or loaded.dataset or "cifar10"
     if args.num_classes is None:
         args.num_classes = NUM_CLASSES[dataset]
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device, "--device")
     name = loaded.checkpoint.stem if loaded.checkpoint is not None else Path(str(value)).name
-    out = Path(args.out) if args.out else loaded.out or Path("runs") / "evaluate" / f"{args.model}-{dataset}-{name}"
-    target = out / "results.json"
-    if target.exists() and not args.force:
-        return _fail(f"{target} exists; pass --force to replace it or choose another --out")
+    out = Path(args.out) if args.out else Path("runs") / "evaluate" / f"{args.model}-{dataset}-{name}"
+    target, problem = _target(out, args.force)
+    if problem:
+        return _fail(problem)
+    numerics = Numerics(**numerics_changes(args))
+    model = numerics.apply(loaded.model.to(device))
     try:
-        check_writable_folder(out, "--out")  # before the long evaluation, not after it
-    except InputError as err:
-        return _fail(str(err))
-    numerics = {"precision": args.precision or loaded.defaults.get("precision", "fp32"),
-                "channels_last": bool(loaded.defaults.get("channels_last", False) if args.channels_last is None
-                                      else args.channels_last),
-                "compile": bool(loaded.defaults.get("compile", False) if args.compile is None else args.compile)}
-    model = with_numerics(loaded.model.to(device), **numerics)
-    images_per_set = args.images_per_set if args.images_per_set is not None else loaded.defaults.get("images_per_set")
-    subset_seed = args.subset_seed if args.subset_seed is not None else loaded.defaults.get("subset_seed", 0)
-    try:
-        results = evaluate_model(model, dataset, args.root, skip=args.skip, device=device,
-                                 batch_size=args.batch_size, seed=args.seed, spatial_k=args.spatial_k,
-                                 corruptions=args.corruptions, generate_corruptions=args.generate_corruptions or None,
-                                 input_transform=loaded.input_transform, images_per_set=images_per_set,
-                                 subset_seed=subset_seed, progress=not args.quiet,
-                                 generated_jpeg_quality="published" if args.generated_jpeg else None)
+        results = evaluate_model(model, dataset, args.root, EvalOptions(**option_changes(args)), device=device,
+                                 input_transform=loaded.input_transform)
     except InputError as err:  # a missing or broken data set, a bad option
         return _fail(user_message(err))
     results["model"] = loaded.info
-    results["protocol"]["numerics"] = numerics_record(**numerics)
-    arguments = {k: v for k, v in vars(args).items() if not k.startswith("_")}
+    results["protocol"]["numerics"] = numerics.record()
     results["provenance"] = provenance(checkpoint=loaded.checkpoint, data_source=results["data_source"],
                                        device=device, extra={"arguments": arguments})
     try:

@@ -70,8 +70,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run, submit or report; 0 when every job is done or submitted, 1 when one failed, 2 for bad arguments."""
     from augmax_lib._checks import InputError, check_writable_folder, one_line
-    from augmax_lib.sweep import (SlurmOptions, SweepError, default_gpus, default_threads, format_status, job_statuses,
-                                  launch, plan, recorded_specs)
+    from augmax_lib.sweep import (
+        SlurmOptions,
+        SweepError,
+        default_gpus,
+        default_threads,
+        format_status,
+        job_statuses,
+        launch,
+        plan,
+        recorded_specs,
+    )
 
     try:
         try:

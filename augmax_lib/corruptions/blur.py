@@ -10,8 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._filters import (cached, filter_matrix, gaussian_blur as _gaussian, motion_blur_lines,
-                       quantize_floor)
+from ._filters import cached, filter_matrix, motion_blur_lines, quantize_floor
+from ._filters import gaussian_blur as _gaussian
 
 __all__ = ["defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "gaussian_blur",
            "disk_kernel", "clipped_zoom_matrix", "shuffle_schedule", "glass_blur_offsets",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._filters import (cached, gaussian_blur, motion_blur_lines, quantize_floor, rgb_to_gray)
+from ._filters import cached, gaussian_blur, motion_blur_lines, quantize_floor, rgb_to_gray
 from ._spatter_ops import box3, canny, chamfer_distance, equalize_hist, filter3_u8
 from .blur import clipped_zoom_matrix
 from .textures import load_frost_textures

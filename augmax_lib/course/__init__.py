@@ -1,6 +1,6 @@
 """What the course notebooks need beyond the library: shared runs, notebook parameters, plots, static widgets.
 
-``runs.get_run`` loads, resumes or trains the run of a config in a profile (nothing is trained twice);
+``shared_runs.get_run`` loads, resumes or trains the run of a config in a profile (nothing is trained twice);
 ``params.resolve`` turns a notebook's parameters cell into a :class:`~augmax_lib.course.params.Setup`;
 ``plots`` draws image grids, heatmaps and curves; ``widgets`` shows precomputed frames behind controls that
 are linked on the JavaScript side, so a static page keeps working without a kernel. ``plots`` and ``widgets``

@@ -21,7 +21,7 @@ def _pct(value) -> Optional[float]:
 def run_summary(run) -> dict:
     """One run's numbers (%, with standard errors where the evaluation used a subset) and where they come from.
 
-    ``run``: an ``augmax_lib.course.runs.Run`` (trained; evaluated for SA/RA). Keys: config, profile, data,
+    ``run``: an ``augmax_lib.course.shared_runs.Run`` (trained; evaluated for SA/RA). Keys: config, profile, data,
     seed, epochs, eval_images, sa, sa_se, ra, ra_se, spatial, cifar101_v4, cifar101_v6, val_acc (the best
     validation accuracy during training), paper_sa, paper_ra, paper_cifar101, paper_sta, paper_row,
     device, commit.
@@ -68,7 +68,7 @@ def table_configs(folder: str, dataset: Optional[str] = None, configs_dir=None) 
     """
     import yaml
 
-    from .runs import CONFIGS_DIR
+    from .shared_runs import CONFIGS_DIR
 
     base = Path(configs_dir) if configs_dir is not None else CONFIGS_DIR
     path = base / folder

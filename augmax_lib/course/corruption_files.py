@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pandas as pd
 import torch
-from augmax_lib._progress import tqdm
 
 from augmax_lib._checks import to_float
+from augmax_lib._progress import tqdm
 
 __all__ = ["quantise", "quantisation_effect", "generated_vs_published"]
 

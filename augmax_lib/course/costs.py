@@ -12,7 +12,7 @@ import platform
 from pathlib import Path
 from typing import Optional
 
-from .runs import CONFIGS_DIR
+from .shared_runs import CONFIGS_DIR
 
 __all__ = ["TIMES_FILE", "load_times", "record_times", "cost_table", "machine_description"]
 

@@ -1,8 +1,6 @@
 """What a model sees: penultimate features of a batch of images and a shared 2-D PCA of several sets of them."""
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 import torch
 from torch import nn

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from augmax_lib.augmax import augmax_attack
+from augmax_lib.augmax import AttackOptions, augmax_attack
 from augmax_lib.norm import route
 
 __all__ = ["Trajectory", "augmax_trajectory"]
@@ -49,8 +49,8 @@ def augmax_trajectory(model: nn.Module, x: torch.Tensor, chains: torch.Tensor, y
     last = None
     for k in range(steps + 1):
         generator = torch.Generator(device=device).manual_seed(seed)
-        last = augmax_attack(model, x, chains, y, steps=k, step_size=step_size, tau=tau, early_stop=early_stop,
-                             generator=generator)
+        options = AttackOptions(steps=k, step_size=step_size, tau=tau, early_stop=early_stop, generator=generator)
+        last = augmax_attack(model, x, chains, y, options)
         loss, ok = _loss(model, last.x_adv, y)
         images.append(last.x_adv.cpu())
         ms.append(last.m.detach().cpu())

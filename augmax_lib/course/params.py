@@ -4,7 +4,7 @@ Every notebook starts with ``setup = resolve(profile, data_root, device, dataset
 What a profile does in the course (how many test images a measurement uses, which models the analysis
 chapters study, which rows notebook 7 trains) is data in the profile's YAML file, under ``course:``; no code
 here or in a notebook branches on a profile's name. ``setup.label`` is the provenance line printed beside
-every number, ``setup.run(config)`` asks :func:`augmax_lib.course.runs.get_run` for a shared run, and
+every number, ``setup.run(config)`` asks :func:`augmax_lib.course.shared_runs.get_run` for a shared run, and
 ``setup.analysis_model(config)`` gives the model an analysis chapter studies (shipped or trained, as the
 profile says).
 """
@@ -17,8 +17,9 @@ from typing import Any, Optional
 
 import torch
 
+from .._device import resolve_device
 from .._malloc import keep_freed_memory
-from .runs import CONFIGS_DIR, Run, default_device, find_config, get_run, shown_path
+from .shared_runs import CONFIGS_DIR, Run, find_config, get_run, shown_path
 
 __all__ = ["Course", "Setup", "AnalysisModel", "resolve", "profile_facts", "profile_about", "known_profiles",
            "SHIPPED_COLLECTION", "SHIPPED_RESULTS"]
@@ -153,11 +154,11 @@ class Setup:
         """Whether the analysis chapters study the shipped models (the profile says so and they fit the data)."""
         return self.course.models == "shipped" and self.dataset == "cifar10"
 
-    def run(self, config, *, evaluate: bool = False, overrides=(), progress: bool = True) -> Run:
+    def run(self, config, *, evaluate: bool = False, overrides=(), progress: bool = True, cache=None) -> Run:
         """:func:`get_run` of ``config`` with this notebook's profile, data, device, seed and runs folder."""
         return get_run(config, profile=self.profile, runs_dir=self.runs_dir, seed=self.seed,
                        overrides=[*self.overrides, *overrides], device=self.device, evaluate=evaluate,
-                       progress=progress)
+                       progress=progress, cache=cache)
 
     def analysis_model(self, config: str, *, evaluate: bool = False) -> AnalysisModel:
         """The model of ``config`` (e.g. ``cifar10/resnet18_normal``) that an analysis chapter studies.
@@ -255,9 +256,7 @@ def resolve(profile: str = "quick", data_root=None, device=None, *, dataset: str
     except ConfigError as err:
         raise ValueError(f"profile: {err}") from None
     root = str(Path(data_root).expanduser()) if data_root not in (None, "") else None
-    dev = default_device() if device in (None, "", "auto") else torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} asked for CUDA, but torch sees no CUDA device; use 'cpu' or 'auto'")
+    dev = resolve_device(device, "device")
     keep_freed_memory()  # the notebook's kernel trains and augments as the command line does (_malloc.py)
     problem = _find_problem(dataset, root)
     used = "synthetic" if problem else dataset

@@ -10,7 +10,7 @@ from typing import Iterable, Optional
 import pandas as pd
 
 from . import claims
-from .runs import CONFIGS_DIR
+from .shared_runs import CONFIGS_DIR
 
 __all__ = ["by_seed", "seeds_of", "paired_seeds", "method_effect", "corruption_frame", "mean_corruption_frame",
            "records_of", "committed", "final_val_acc_by_seed", "describe_records"]

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from augmax_lib._progress import tqdm
 
 from augmax_lib._checks import to_float
+from augmax_lib._progress import tqdm
 
 __all__ = ["worst_of_k_curve", "worst_spatial_images", "cifar101_status"]
 

@@ -60,6 +60,7 @@ def time_training_step(config: Mapping, model: torch.nn.Module, images: torch.Te
     (seconds, 0.0 for a phase the method lacks), "total", "totals" (each repeat's seconds), "images",
     "attack_steps" (mean attack steps per image, or None)}``.
     """
+    from augmax_lib.train.engine import training_step
     from augmax_lib.train.methods import StepContext, get_step
 
     if repeats < 1 or warmup < 0:
@@ -82,13 +83,11 @@ def time_training_step(config: Mapping, model: torch.nn.Module, images: torch.Te
     generator = torch.Generator(device=device).manual_seed(int(seed))
     x, y = images.to(device), labels.to(device)
 
+    scaler = torch.amp.GradScaler(device.type, enabled=False)
+
     def one_step(timer: PhaseTimer) -> Optional[float]:
         ctx = StepContext(model=net, net=net, options=method, generator=generator, phase=timer)
-        result = step(ctx, x, y)
-        with timer("backward"):
-            optimizer.zero_grad(set_to_none=True)
-            result.loss.backward()
-            optimizer.step()
+        result = training_step(step, ctx, x, y, optimizer, scaler)  # the engine's own step; its backward is timed
         taken = result.extras.get("attack_steps")
         return None if taken is None else float(taken)
 

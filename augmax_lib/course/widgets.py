@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-__all__ = ["FrameWidget", "frame_slider", "frame_picker", "frame_grid", "frame_to_png"]
+__all__ = ["FrameWidget", "frame_slider", "frame_picker", "frame_grid"]
 
 
 def _to_pil(frame, min_height: int):
@@ -60,13 +60,6 @@ def _batch_strip(batch):
     for i, im in enumerate(images):
         parts += [im] + ([gap] if i < len(images) - 1 else [])
     return torch.from_numpy(np.concatenate(parts, axis=1)).permute(2, 0, 1)
-
-
-def frame_to_png(frame, min_height: int = 96) -> bytes:
-    """PNG bytes of one frame (a matplotlib Figure is closed after rendering)."""
-    buffer = io.BytesIO()
-    _to_pil(frame, min_height).save(buffer, format="png")
-    return buffer.getvalue()
 
 
 @dataclass

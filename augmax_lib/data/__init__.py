@@ -6,8 +6,7 @@ from .cifar101 import CIFAR101_VERSIONS, find_cifar101, load_cifar101
 from .cifar_c import BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTION_NAMES, SEVERITIES, available_corruptions, load_cifar_c
 from .deepaugment import with_deepaugment
 from .device_loader import DeviceLoader, crop_flip, split_validation
-from .imagenet import IMAGENET_MEAN, IMAGENET_STD, ConcatFolderSet, FolderSet, imagenet_transform, load_imagenet, \
-    load_imagenet_c
+from .imagenet import IMAGENET_MEAN, IMAGENET_STD, ConcatFolderSet, FolderSet, imagenet_transform, load_imagenet, load_imagenet_c
 from .imageset import ImageSet
 from .jpeg_mirror import MIRROR_SOURCE
 from .roots import DataFormatError, DatasetNotFoundError, cache_dir, resolve_root

@@ -6,8 +6,8 @@ from pathlib import Path
 import torch
 
 from .folders import cached_arrays, decode_files, files_key, scan_class_folders
-from .imageset import ImageSet, from_hwc
 from .imagenet import ConcatFolderSet, FolderSet
+from .imageset import ImageSet, from_hwc
 from .roots import DataFormatError, DatasetNotFoundError, describe_root, resolve_root
 
 __all__ = ["DEEPAUGMENT_URL", "with_deepaugment"]

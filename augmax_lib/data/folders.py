@@ -4,15 +4,16 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
 from augmax_lib._progress import tqdm
 
+from .._io import atomic_path
 from .roots import DataFormatError, cache_dir
 
 __all__ = ["IMAGE_EXTENSIONS", "decode_image", "decode_files", "scan_class_folders", "files_key",
@@ -114,16 +115,8 @@ def cached_arrays(key: str, build, cache=None, enabled: bool = True) -> dict:
             warnings.warn(f"ignoring the damaged cache file {path} ({err}); decoding again", UserWarning)
     arrays = build()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.chmod(tmp, 0o644)  # mkstemp makes the file private; a cache of public data need not be
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
     except OSError as err:
         warnings.warn(f"could not write the decode cache {path} ({err}); the next load decodes again. "
                       f"Set $AUGMAX_CACHE to a writable folder.", UserWarning)

@@ -122,6 +122,7 @@ def load_imagenet(split: str = "train", root=None, transform=None) -> FolderSet:
 
 
 def imagenet_c_candidates(root=None) -> list:
+    """The folders searched for ImageNet-C under the data root, in order."""
     base = resolve_root(root)
     return [base / "ImageNet-C", base / "imagenet-c"]
 

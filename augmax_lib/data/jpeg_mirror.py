@@ -8,6 +8,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+
 from augmax_lib._progress import tqdm
 
 from .folders import cached_arrays, decode_image, files_key

@@ -31,8 +31,8 @@ def _shape_mask(c: int, u: torch.Tensor, v: torch.Tensor, f: torch.Tensor, p: to
     if c in (3, 5):                                                                     # plus, x
         if c == 5:
             u, v = (u + v) / math.sqrt(2.0), (v - u) / math.sqrt(2.0)
-        w, l = (0.25, 0.9) if c == 3 else (0.22, 0.95)
-        return ((u.abs() <= w) & (v.abs() <= l)) | ((v.abs() <= w) & (u.abs() <= l))
+        w, length = (0.25, 0.9) if c == 3 else (0.22, 0.95)
+        return ((u.abs() <= w) & (v.abs() <= length)) | ((v.abs() <= w) & (u.abs() <= length))
     if c == 4:                                                                          # ring
         rho2 = u * u + v * v
         return (rho2 >= 0.36) & (rho2 <= 1.0)

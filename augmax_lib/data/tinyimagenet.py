@@ -5,8 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .folders import IMAGE_EXTENSIONS, cached_arrays, decode_files, files_key, find_corruption_folder, \
-    scan_class_folders
+from .folders import IMAGE_EXTENSIONS, cached_arrays, decode_files, files_key, find_corruption_folder, scan_class_folders
 from .imageset import ImageSet, from_hwc, warn_count
 from .roots import DataFormatError, DatasetNotFoundError, describe_root, how_to_replace, resolve_root
 
@@ -28,6 +27,7 @@ def _read_text(path: Path) -> str:
 
 
 def tinyimagenet_folder(root=None) -> Path:
+    """Where Tiny-ImageNet (tiny-imagenet-200) is expected under the data root."""
     return resolve_root(root) / TIN_FOLDER
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 import torch
+
 from augmax_lib._progress import tqdm
 
 from .inference import predict
@@ -103,14 +104,16 @@ def table_to_dict(table: pd.DataFrame) -> dict:
 
 
 def generated_corruptions(data, preset: str = "cifar", seed: int = 0, device=None, batch_size: int = 1000,
-                          jpeg_quality="published", rounding: str = "truncate"):
+                          jpeg_quality="published", rounding: str = "truncate", cache=None):
     """A ``source`` for :func:`corruption_accuracy` that corrupts ``data`` (an ImageSet) on the fly with
     ``augmax_lib.corruptions.corrupt``, seeded per (corruption, severity), for sets without published files.
 
     ``jpeg_quality``: "published" (default) saves and reloads every corrupted image as JPEG at the
     quality its generator wrote (85 for the tinyimagenet and imagenet presets, none for cifar); an
     integer picks a quality, None skips the round trip. The returned source's ``settings`` (a dict)
-    and ``description`` (one line) say what was used, for results files.
+    and ``description`` (one line) say what was used, for results files. ``cache`` (a
+    :class:`~augmax_lib.evaluate.corruption_cache.CorruptionCache`) serves sets made before for the same images
+    and settings.
     """
     from ..corruptions import ALL_CORRUPTIONS, PUBLISHED_JPEG_QUALITY, corrupt, generator_semantics
     from ..corruptions.digital import jpeg_roundtrip
@@ -142,4 +145,6 @@ def generated_corruptions(data, preset: str = "cifar", seed: int = 0, device=Non
                        **generator_semantics(preset, rounding)}
     source.description = (f"generated on the fly by augmax_lib.corruptions (preset {preset}, seed {seed}, "
                           f"{jpeg}, uint8 by {rounding})")
+    if cache is not None:
+        return cache.wrap(source, data, {**source.settings, "device": str(device), "batch_size": batch_size})
     return source

@@ -10,6 +10,7 @@ import contextlib
 
 import torch
 from torch import nn
+
 from augmax_lib._progress import tqdm
 
 from .._checks import to_float
@@ -129,6 +130,7 @@ def iter_batches(data, batch_size: int, num_workers: int | None = None):
 
 
 def num_items(data) -> int:
+    """The number of images in a data set or an ``(images, labels)`` pair."""
     if isinstance(data, tuple) and len(data) == 2:
         return int(data[1].shape[0])
     return len(data)

@@ -5,13 +5,13 @@ import datetime as _dt
 import hashlib
 import json
 import math
-import os
 import platform
 import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
+
+from .._io import atomic_write_text
 
 __all__ = ["sha256_file", "git_commit", "device_description", "provenance", "to_jsonable", "write_json_atomic"]
 
@@ -101,17 +101,5 @@ def to_jsonable(obj):
 
 
 def write_json_atomic(path, obj) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` via a temporary file and a rename (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(to_jsonable(obj), f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """Write ``obj`` as indented JSON to ``path`` atomically (never half-written)."""
+    return atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n")

@@ -11,6 +11,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+
 from augmax_lib._progress import tqdm
 
 from .._checks import to_float

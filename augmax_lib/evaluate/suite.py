@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import torch
 
-from ..data import (BENCHMARK_CORRUPTIONS, SEVERITIES, DatasetNotFoundError, ImageSet, has_corrupted,
-                    load_corrupted, load_dataset)
+from ..data import BENCHMARK_CORRUPTIONS, SEVERITIES, DatasetNotFoundError, ImageSet, has_corrupted, load_corrupted, load_dataset
 from .accuracy import clean_accuracy
-from .inference import predict
-from .corruption import (REFERENCE_TIN_RESNET18_CE, corruption_accuracy, corruption_errors, generated_corruptions,
-                         mce, robust_accuracy, table_to_dict)
-from .inference import model_device
+from .corruption import (
+    REFERENCE_TIN_RESNET18_CE,
+    corruption_accuracy,
+    corruption_errors,
+    generated_corruptions,
+    mce,
+    robust_accuracy,
+    table_to_dict,
+)
+from .inference import model_device, predict
+from .options import EvalOptions
 from .spatial import spatial_attack_accuracy
 from .subset import SubsetSource, balanced_indices, labels_of, standard_error, take
 
@@ -43,38 +49,44 @@ def _binomial_se(p: float, n: int, population: int) -> float:
     return float((p * (1 - p) / (n - 1) * max(0.0, 1 - n / population)) ** 0.5)
 
 
-def evaluate_model(model, dataset: str, root=None, *, skip=(), device=None, batch_size: int = 500, seed: int = 0,
-                   spatial_k: int = 10, corruptions=None, generate_corruptions: bool | None = None, anchor=None,
-                   input_transform=None, test_set=None, images_per_set: int | None = None, subset_seed: int = 0,
-                   progress: bool = True, generated_jpeg_quality="published") -> dict:
+def evaluate_model(model, dataset: str, root=None, options: EvalOptions = EvalOptions(), *, device=None,
+                   input_transform=None, test_set=None, cache=None) -> dict:
     """SA, RA with its per-corruption table (and mCE where defined), CIFAR-10.1 v4/v6, the spatial attack.
 
-    ``skip``: names from METRICS to leave out. ``generate_corruptions``: corrupt the test set on the fly
-    with augmax_lib.corruptions instead of reading published files (default: only for 'synthetic').
-    ``anchor``: the Tiny-ImageNet-C mCE anchor (a Normal model's table or CE_c mapping; default: the
-    reference's constants). ``test_set`` replaces the loaded test set.
-    ``generated_jpeg_quality``: JPEG round trip of generated corruptions ("published": the generator's
-    own, 85 for 64x64 and 224x224 sets; None: none); results record it under ``corruption_generation``.
-    ``images_per_set``: evaluate on the same ``images_per_set`` test images (class-balanced, drawn with
-    ``subset_seed``) in the clean set, every corrupted set and the spatial attack, so comparisons stay paired;
-    ``sa_se`` and ``ra_se`` give the standard errors of SA and RA as estimates of the whole test set's values.
+    ``model``: a classifier of [0, 1] images (put in eval mode, route "M", for the evaluation). ``dataset``:
+    its test data ("cifar10", "cifar100", "tinyimagenet", "imagenet", "synthetic"), read from ``root``
+    (default: $AUGMAX_DATA, else ~/.cache/augmax) unless ``test_set`` is given. ``options``
+    (:class:`EvalOptions`) says what to measure and on which images; with ``options.images_per_set`` the same
+    class-balanced images serve the clean set, every corrupted set and the spatial attack, so comparisons stay
+    paired, and ``sa_se`` and ``ra_se`` give the standard errors as estimates of the whole test set's values.
+    ``cache`` (a CorruptionCache) shares generated corrupted sets between evaluations.
+
+    Returns a JSON-ready dict: ``dataset``, ``data_source``, ``num_test_images``, ``images_per_set``,
+    ``protocol``, ``metrics`` (fractions in [0, 1]: ``sa``, ``ra``, ``corruption_accuracy``, ``spatial`` ...)
+    and ``skipped`` (each metric left out, with where we looked and how to get the files).
     """
+    o = options
+    skip, corruptions, batch_size, seed = o.skip, o.corruptions, o.batch_size, o.seed
     unknown = sorted(set(skip) - set(METRICS))
     if unknown:
         raise ValueError(f"skip: unknown metric(s) {unknown}; expected names from {list(METRICS)}")
     corruptions = list(BENCHMARK_CORRUPTIONS if corruptions is None else corruptions)
+    generate_corruptions = o.generate_corruptions
     if generate_corruptions is None:
         generate_corruptions = dataset == "synthetic"
+    elif generate_corruptions == "auto":
+        generate_corruptions = dataset == "synthetic" or _missing_corrupted(dataset, root, corruptions) is not None
     device = torch.device(device) if device is not None else model_device(model)
     test = test_set if test_set is not None else load_dataset(dataset, "test", root=root)
     population, index = len(test), None
+    images_per_set, subset_seed = o.images_per_set, o.subset_seed
     if images_per_set is not None:
         index = balanced_indices(labels_of(test), images_per_set, subset_seed)
         if len(index) < population:
             test = take(test, index)
         else:
             index = None  # the whole set: nothing to pick
-    common = dict(batch_size=batch_size, device=device, input_transform=input_transform, progress=progress)
+    common = dict(batch_size=batch_size, device=device, input_transform=input_transform, progress=o.progress)
     out = {"dataset": dataset, "data_source": test.source if hasattr(test, "source") else "",
            "num_test_images": population, "images_per_set": len(test) if index is not None else population,
            "protocol": {"model_mode": "eval", "norm_route": "M", "seed": seed,
@@ -98,7 +110,7 @@ def evaluate_model(model, dataset: str, root=None, *, skip=(), device=None, batc
             preset = {32: "cifar", 64: "tinyimagenet"}.get(test.image_size[0], "imagenet")
             # Generated from the (subset) test set itself: the same images in every set by construction.
             source = generated_corruptions(test, preset=preset, seed=seed, device=device,
-                                           jpeg_quality=generated_jpeg_quality)
+                                           jpeg_quality=o.generated_jpeg_quality, cache=cache)
             label = source.description
             out["corruption_generation"] = source.settings
             missing = None
@@ -123,11 +135,11 @@ def evaluate_model(model, dataset: str, root=None, *, skip=(), device=None, batc
             if dataset == "imagenet" and not generate_corruptions:
                 metrics["mce"], metrics["mce_anchor"] = mce(table, "alexnet"), "AlexNet (AugMix's constants)"
             elif dataset == "tinyimagenet" and not generate_corruptions:
-                if anchor is None:
+                if o.anchor is None:
                     metrics["mce"] = mce(table, REFERENCE_TIN_RESNET18_CE)
                     metrics["mce_anchor"] = "the reference's normally trained ResNet18 (VITA-Group/AugMax test.py)"
                 else:
-                    metrics["mce"], metrics["mce_anchor"] = mce(table, anchor), "given baseline"
+                    metrics["mce"], metrics["mce_anchor"] = mce(table, o.anchor), "given baseline"
 
     if "cifar101" not in skip and dataset == "cifar10":
         from ..data import load_cifar101
@@ -145,7 +157,7 @@ def evaluate_model(model, dataset: str, root=None, *, skip=(), device=None, batc
         if isinstance(test, ImageSet):
             # The reference's +-3 px on 32x32 images, kept in proportion on other sizes.
             shift = 3.0 * test.image_size[1] / 32
-            metrics["spatial"] = spatial = spatial_attack_accuracy(model, test, k=spatial_k, max_shift=shift,
+            metrics["spatial"] = spatial = spatial_attack_accuracy(model, test, k=o.spatial_k, max_shift=shift,
                                                                    seed=seed, **common)
             for rule in ("worst_loss", "any_misclassified"):
                 spatial[f"{rule}_se"] = _binomial_se(spatial[rule], spatial["num_images"], population)

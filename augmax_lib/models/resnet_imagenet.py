@@ -6,8 +6,8 @@ DuBIN/IBN sites: ``bn1`` of every block in stages 1-3 (REFERENCE.md section 3). 
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..norm import make_norm
 from ._parts import init_convs_he_fan_out, projection, residual_stages

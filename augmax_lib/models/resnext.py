@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..norm import make_norm
 from ._parts import check_stem_stride, init_convs_he_fan_out, projection, residual_stages

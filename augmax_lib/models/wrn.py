@@ -5,10 +5,9 @@ Stem ``conv1`` (16 channels), three groups ``block{1,2,3}.layer.{0..5}`` of widt
 """
 from __future__ import annotations
 
-
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..norm import make_norm
 from ._parts import check_stem_stride, init_convs_he_fan_out

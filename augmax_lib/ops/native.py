@@ -26,11 +26,12 @@ from typing import Optional
 
 import torch
 
+from .._io import atomic_path
 from .batched import op_tables
 from .geometric import GEOMETRIC_OPS, affine_coefficients
 from .tone import as_levels, posterize_masks, solarize_first_levels
 
-__all__ = ["ENV", "SOURCE", "NATIVE_OPS", "available", "unavailable_reason", "library_path", "disabled", "chains_u8",
+__all__ = ["ENV", "SOURCE", "available", "unavailable_reason", "library_path", "disabled", "chains_u8",
            "run_chains"]
 
 ENV = "AUGMAX_NATIVE"
@@ -41,8 +42,6 @@ _BUILD_TIMEOUT_S = 120
 
 # The ops the kernel runs, by its kind codes; chains with an enhance op run on the PyTorch kernels.
 _KINDS = {**{name: 0 for name in GEOMETRIC_OPS}, "autocontrast": 1, "equalize": 2, "posterize": 3, "solarize": 4}
-NATIVE_OPS = tuple(_KINDS)
-
 _lock = threading.Lock()
 _library: Optional[ctypes.CDLL] = None
 _reason: Optional[str] = None  # why the kernel is unavailable, once that is known
@@ -103,22 +102,15 @@ def library_path(compiler: str, folder: Optional[Path] = None) -> Path:
 def _build(compiler: str, target: Path) -> None:
     """Compile ``chains.c`` into ``target``, atomically: concurrent builders (DataLoader workers, jobs
     sharing a home folder) each write a file of their own and rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(prefix=target.stem + "-", suffix=target.suffix + ".part", dir=target.parent)
-    os.close(fd)
-    try:
-        done = subprocess.run([compiler, *_FLAGS, str(SOURCE), "-o", partial, "-lm"], capture_output=True,
+    with atomic_path(target, mode=0o755) as partial:
+        done = subprocess.run([compiler, *_FLAGS, str(SOURCE), "-o", str(partial), "-lm"], capture_output=True,
                               text=True, timeout=_BUILD_TIMEOUT_S)
         if done.returncode != 0:
             raise RuntimeError(f"{compiler} failed: {done.stderr.strip()[-400:]}")
-        os.replace(partial, target)
-        for stale in target.parent.glob(f"chains-*{target.suffix}"):  # builds of earlier versions of the source
-            if stale != target:
-                with contextlib.suppress(OSError):
-                    stale.unlink()
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+    for stale in target.parent.glob(f"chains-*{target.suffix}"):  # builds of earlier versions of the source
+        if stale != target:
+            with contextlib.suppress(OSError):
+                stale.unlink()
 
 
 def _load() -> Optional[ctypes.CDLL]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 __all__ = ["TONE_OPS", "level_index", "histograms", "channel_range", "autocontrast_luts", "equalize_luts",
-           "apply_lut", "as_levels", "autocontrast", "equalize", "posterize_masks", "solarize_first_levels", "posterize", "solarize"]
+           "apply_lut", "as_levels", "autocontrast", "equalize", "posterize_masks", "solarize_first_levels", "posterize",
+           "solarize"]
 
 TONE_OPS = ("autocontrast", "equalize", "posterize", "solarize")
 

@@ -5,8 +5,7 @@ slurm), ``job_status`` reports on them. Runs land in ``<out>/<config name>/seed<
 records and submitit's logs in ``<out>/_sweep/``.
 """
 from .jobs import JobSpec, RunState, SweepError, SweepJob, run_state
-from .launch import (EXECUTORS, SlurmOptions, SweepReport, default_gpus, default_threads, find_configs, launch,
-                     make_executor, plan)
+from .launch import EXECUTORS, SlurmOptions, SweepReport, default_gpus, default_threads, find_configs, launch, make_executor, plan
 from .logs import log_tail
 from .status import JobStatus, format_status, job_status, job_statuses, recorded_specs, slurm_states
 

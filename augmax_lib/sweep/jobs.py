@@ -7,13 +7,10 @@ same spec, and training picks up from the last epoch's checkpoint.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shlex
 import socket
-import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -31,11 +28,7 @@ except ImportError:  # pragma: no cover - sweep.launch says how to install it
     DelayedSubmission = None
 
 __all__ = ["JobSpec", "RunState", "SweepError", "SweepJob", "run_state", "config_conflicts", "expected_config",
-           "record_dir", "read_json", "write_json", "RECORD_FILES"]
-
-# Files of a job's record folder <out>/_sweep/<config name>/seed<k>/ (kept out of the run directory, which
-# `train` wants empty before it starts): what was submitted, and what the job says about itself.
-RECORD_FILES = ("submission.json", "state.json")
+           "record_dir", "read_json", "write_json"]
 
 
 class SweepError(InputError, RuntimeError):
@@ -62,6 +55,7 @@ class JobSpec:
         return f"{self.name} seed{self.seed}"
 
     def train_overrides(self) -> list:
+        """The job's ``--set`` overrides with its seed."""
         return [*self.overrides, f"train.seed={self.seed}"]
 
     def train_command(self, resume: bool = False) -> list:
@@ -74,6 +68,7 @@ class JobSpec:
         return argv + (["--resume"] if resume else [])
 
     def evaluate_command(self) -> list:
+        """The equivalent `python -m augmax_lib evaluate` arguments."""
         return ["evaluate", "--run", self.run_dir, *self.eval_args]
 
     def to_dict(self) -> dict:
@@ -103,9 +98,8 @@ def read_json(path) -> Optional[dict]:
 
 def write_json(path, obj) -> None:
     """Write ``obj`` to ``path`` atomically (temporary file + rename)."""
-    from augmax_lib.train.checkpoint import atomic_write_text
+    from augmax_lib._io import atomic_write_text
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(Path(path), json.dumps(obj, indent=1, default=str) + "\n")
 
 
@@ -186,25 +180,6 @@ def _environment() -> tuple:
         return 0, 1, None
 
 
-class _Tee(io.TextIOBase):
-    """Writes to a stream and keeps the text, so that a command's error message can go into the job's state."""
-
-    def __init__(self, stream):
-        self.stream, self.kept = stream, io.StringIO()
-
-    def write(self, text):
-        self.kept.write(text)
-        return self.stream.write(text)
-
-    def flush(self):
-        self.stream.flush()
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
 class SweepJob(Checkpointable):
     """Train then evaluate one (config, seed); skip what is done, resume what is partial.
 
@@ -244,8 +219,9 @@ class SweepJob(Checkpointable):
         return result
 
     def _run(self, spec: JobSpec, rank: int) -> dict:
-        from augmax_lib.__main__ import main
-        from augmax_lib.train import train
+        from augmax_lib.evaluate import evaluate_run, run_numerics, run_options
+        from augmax_lib.evaluate.arguments import parse_evaluation_argv
+        from augmax_lib.train import load_config, train
 
         if spec.threads:
             import torch
@@ -272,11 +248,13 @@ class SweepJob(Checkpointable):
             "train_command": ["python", "-m", "augmax_lib", *spec.train_command()],
             "evaluate_command": ["python", "-m", "augmax_lib", *spec.evaluate_command()]})
         print(f"[sweep] {spec.label}: python -m augmax_lib {shlex.join(spec.evaluate_command())}", flush=True)
-        tee = _Tee(sys.stderr)
-        with contextlib.redirect_stderr(tee):
-            code = main(spec.evaluate_command())
-        if code:
-            raise SweepError(f"evaluate exited with status {code}: {_last_line(tee.kept.getvalue())}")
+        try:
+            option_changes, numerics_changes = parse_evaluation_argv(spec.eval_args)
+        except ValueError as err:
+            raise SweepError(f"--eval-args: {err}") from None
+        config = load_config(run_dir / "config.yaml")
+        evaluate_run(run_dir, run_options(config, **option_changes), run_numerics(config, **numerics_changes),
+                     extra={"sweep": spec.label, "evaluate_args": list(spec.eval_args)})
         return {"state": "done", "run_dir": str(run_dir), **_headline(run_dir)}
 
     def checkpoint(self, spec: dict) -> "DelayedSubmission":

@@ -2,7 +2,7 @@
 from .checkpoint import CheckpointError
 from .config import METHODS, ConfigError, load_config, validate
 from .engine import RunDirError, train
-from .runs import build_run_model, load_run
+from .run_models import build_run_model, load_run
 
 __all__ = ["train", "load_config", "validate", "load_run", "build_run_model", "METHODS", "ConfigError",
            "CheckpointError", "RunDirError"]

@@ -8,15 +8,15 @@ that built them. Files are written to a temporary file in the same folder and mo
 """
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "atomic_write_bytes", "atomic_write_text", "save_checkpoint",
+from augmax_lib._io import atomic_path
+
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "save_checkpoint",
            "load_checkpoint", "capture_rng", "restore_rng", "config_mismatches", "RESUMABLE_KEYS"]
 
 CHECKPOINT_FORMAT = "augmax_lib.train/1"
@@ -31,38 +31,11 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used: missing, corrupt, of another format, or from another config."""
 
 
-def _atomic_write(path: Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
-    _atomic_write(Path(path), lambda handle: handle.write(data))
-
-
-def atomic_write_text(path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file and ``os.replace``."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def save_checkpoint(path, state: Mapping[str, Any]) -> None:
     """Save ``state`` (tensors, numbers, strings, lists, dicts) atomically, tagged with the checkpoint format."""
     payload = {"format": CHECKPOINT_FORMAT, **state}
-    _atomic_write(Path(path), lambda handle: torch.save(payload, handle))
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path, map_location="cpu", kind: str | None = None) -> dict:

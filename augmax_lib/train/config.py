@@ -9,13 +9,15 @@ choices raises :class:`ConfigError` naming the key.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import difflib
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
+
+from .methods import METHODS
+from .options import Option, opt
 
 __all__ = ["ConfigError", "Option", "METHODS", "PRECISIONS", "SCHEDULES", "RENAMED_KEYS", "SCHEMA", "METHOD_OPTIONS",
            "PROFILES_DIR", "PROFILE_ONLY_KEYS", "load_config", "validate", "merge", "parse_override", "apply_overrides",
@@ -29,64 +31,8 @@ class ConfigError(ValueError):
     """A config file, profile or override that does not fit the schema."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Option:
-    """One config key: its default, accepted type, help line and optional choices / bounds."""
-
-    default: Any
-    type: type
-    help: str
-    choices: tuple | None = None
-    nullable: bool = False
-    item: type | None = None  # element type of a list option
-    minimum: float | None = None
-
-
-def _opt(default, type_, help_, **kw) -> Option:
-    return Option(default, type_, help_, **kw)
-
-
-_CHAINS = {
-    "width": _opt(3, int, "number of augmentation chains k", minimum=1),
-    "depth": _opt(-1, int, "ops per chain; -1 draws 1..3 per chain", minimum=-1),
-    "severity": _opt(3, int, "op severity (level drawn from U(0.1, severity))", minimum=1),
-    "ops": _opt("augmix", str, "op set: 'augmix' (9 ops) or 'all' (adds the 4 enhance ops)", choices=("augmix", "all")),
-    "alpha": _opt(1.0, float, "Dirichlet/Beta parameter of the random mixing", minimum=0.0),
-}
-_AUGMAX_ATTACK = {
-    "attack": _opt("fat", str, "inner maximisation: 'fat' (early-stopped, the reference default) or 'pgd'",
-                   choices=("fat", "pgd")),
-    "steps": _opt(10, int, "attack steps (10 on CIFAR/TIN, as the authors recommend)", minimum=0),
-    "step_size": _opt(0.1, float, "signed-gradient step on the attacked parameters", minimum=0.0),
-    "tau": _opt(1, int, "FAT: a sample stops after it has been misclassified tau times", minimum=0),
-    "targeted": _opt(False, bool, "targeted attack towards a random wrong class"),
-    "loss": _opt("reference", str, "outer loss: 'reference' (released code) or 'paper' (the poster's equation)",
-                 choices=("reference", "paper")),
-    "lam": _opt(10.0, float, "weight of the Jensen-Shannon consistency (Lambda)", minimum=0.0),
-}
-_PGD = {
-    "eps": _opt(8 / 255, float, "L-infinity radius of the pixel attack (fractions like 8/255 work)", minimum=0.0),
-    "step_size": _opt(2 / 255, float, "PGD step size", minimum=0.0),
-    "steps": _opt(10, int, "PGD steps", minimum=0),
-    "random_start": _opt(True, bool, "start from a uniform point in the eps-ball (Madry et al.)"),
-}
-
-# Options of each training method; ``method.name`` picks one of these sets.
-METHOD_OPTIONS: dict[str, dict[str, Option]] = {
-    "normal": {},
-    "augmix": {**_CHAINS,
-               "jsd": _opt(True, bool, "AugMix's JSD loss over (clean, aug1, aug2); false trains on one AugMix image"),
-               "lam": _opt(12.0, float, "weight of the Jensen-Shannon consistency", minimum=0.0),
-               "aug_route": _opt("M", str, "norm route of the AugMix images on dual-norm models (clean always 'M')",
-                                 choices=("M", "A"))},
-    "augmax": {**_CHAINS, **_AUGMAX_ATTACK},
-    "advmix": {**_CHAINS, **_AUGMAX_ATTACK},
-    "advmax": {**_CHAINS, **_AUGMAX_ATTACK},
-    "pgdat": dict(_PGD),
-    "fat": {**_PGD, "tau": _opt(1, int, "a sample stops after it has been misclassified tau times", minimum=0)},
-    "augmix+pgdat": {**_CHAINS, **_PGD},
-}
-METHODS = tuple(METHOD_OPTIONS)
+# The methods' options live with their step functions (augmax_lib.train.methods, one record per method).
+METHOD_OPTIONS: dict[str, dict[str, Option]] = {name: dict(m.options) for name, m in METHODS.items()}
 # Forward-pass arithmetic: fp32 as the paper ran, or autocast to a 16-bit type (an opt-in speed setting).
 PRECISIONS = ("fp32", "bf16", "fp16")
 # Learning-rate schedules: AugMax's cosine stepped once per epoch, AugMix's (cifar.py) once per optimiser step.
@@ -102,90 +48,90 @@ RENAMED_KEYS = {
 }
 
 SCHEMA: dict[str, Any] = {
-    "name": _opt("run", str, "run name (the default run directory is runs/<name>)"),
-    "profile": _opt(None, str, "the profile overlay the config was loaded with (set by load_config; recorded in "
+    "name": opt("run", str, "run name (the default run directory is runs/<name>)"),
+    "profile": opt(None, str, "the profile overlay the config was loaded with (set by load_config; recorded in "
                     "results.json; changes nothing by itself)", nullable=True),
-    "description": _opt("", str, "what this config reproduces"),
+    "description": opt("", str, "what this config reproduces"),
     "paper": {
-        "table": _opt("", str, "the paper table this config reproduces"),
-        "row": _opt("", str, "the row of that table"),
-        "sa": _opt(None, float, "published clean accuracy (%)", nullable=True),
-        "ra": _opt(None, float, "published robust accuracy (%)", nullable=True),
-        "mce": _opt(None, float, "published mCE (%)", nullable=True),
-        "cifar101": _opt(None, float, "published CIFAR-10.1 accuracy (%)", nullable=True),
-        "sta": _opt(None, float, "published CIFAR10-STA accuracy (%)", nullable=True),
+        "table": opt("", str, "the paper table this config reproduces"),
+        "row": opt("", str, "the row of that table"),
+        "sa": opt(None, float, "published clean accuracy (%)", nullable=True),
+        "ra": opt(None, float, "published robust accuracy (%)", nullable=True),
+        "mce": opt(None, float, "published mCE (%)", nullable=True),
+        "cifar101": opt(None, float, "published CIFAR-10.1 accuracy (%)", nullable=True),
+        "sta": opt(None, float, "published CIFAR10-STA accuracy (%)", nullable=True),
     },
     "data": {
-        "dataset": _opt("cifar10", str, "data set name for augmax_lib.data.load_dataset"),
-        "root": _opt(None, str, "data root (default: $AUGMAX_DATA, else ~/.cache/augmax)", nullable=True),
-        "val_size": _opt(5000, int, "images held out from the training set for model selection", minimum=0),
-        "train_size": _opt(None, int, "use only this many training images (after the hold-out)", nullable=True,
+        "dataset": opt("cifar10", str, "data set name for augmax_lib.data.load_dataset"),
+        "root": opt(None, str, "data root (default: $AUGMAX_DATA, else ~/.cache/augmax)", nullable=True),
+        "val_size": opt(5000, int, "images held out from the training set for model selection", minimum=0),
+        "train_size": opt(None, int, "use only this many training images (after the hold-out)", nullable=True,
                            minimum=1),
-        "split_seed": _opt(0, int, "seed of the train/validation split"),
-        "crop_padding": _opt(4, int, "random-crop padding in pixels (0 turns the crop off)", minimum=0),
-        "flip": _opt(True, bool, "random horizontal flip"),
-        "image_size": _opt(None, int, "training crop size; null keeps the data set's size", nullable=True, minimum=8),
-        "extra_train": _opt([], list, "extra training folders (DeepAugment), concatenated with the train set",
+        "split_seed": opt(0, int, "seed of the train/validation split"),
+        "crop_padding": opt(4, int, "random-crop padding in pixels (0 turns the crop off)", minimum=0),
+        "flip": opt(True, bool, "random horizontal flip"),
+        "image_size": opt(None, int, "training crop size; null keeps the data set's size", nullable=True, minimum=8),
+        "extra_train": opt([], list, "extra training folders (DeepAugment), concatenated with the train set",
                             item=str),
-        "options": _opt({}, dict, "further keyword arguments of load_dataset (e.g. n for synthetic)"),
-        "workers": _opt(8, int, "loader processes for lazily read sets (ImageNet)", minimum=0),
+        "options": opt({}, dict, "further keyword arguments of load_dataset (e.g. n for synthetic)"),
+        "workers": opt(8, int, "loader processes for lazily read sets (ImageNet)", minimum=0),
     },
     "model": {
-        "name": _opt("resnet18", str, "backbone for augmax_lib.models.build_model"),
-        "norm": _opt("bn", str, "normalisation layers", choices=("bn", "ibn", "dubn", "dubin")),
-        "width": _opt(None, int, "channel width (null: the paper's)", nullable=True, minimum=1),
-        "kwargs": _opt({}, dict, "further keyword arguments of the model builder"),
-        "input_mean": _opt(None, list, "normalise inputs inside the model: (x - mean) / std per channel (null: the "
+        "name": opt("resnet18", str, "backbone for augmax_lib.models.build_model"),
+        "norm": opt("bn", str, "normalisation layers", choices=("bn", "ibn", "dubn", "dubin")),
+        "width": opt(None, int, "channel width (null: the paper's)", nullable=True, minimum=1),
+        "kwargs": opt({}, dict, "further keyword arguments of the model builder"),
+        "input_mean": opt(None, list, "normalise inputs inside the model: (x - mean) / std per channel (null: the "
                            "backbone's default, ImageNet statistics for *_imagenet, none otherwise)", nullable=True,
                            item=float),
-        "input_std": _opt(None, list, "per-channel std of that normalisation (set with input_mean)", nullable=True,
+        "input_std": opt(None, list, "per-channel std of that normalisation (set with input_mean)", nullable=True,
                           item=float),
     },
-    "method": {"name": _opt("normal", str, "training method", choices=METHODS)},
+    "method": {"name": opt("normal", str, "training method", choices=tuple(METHODS))},
     "optim": {
-        "name": _opt("sgd", str, "optimiser", choices=("sgd",)),
-        "lr": _opt(0.1, float, "learning rate at batch size 256", minimum=0.0),
-        "lr_batch_scale": _opt(False, bool, "scale lr by batch_size / 256 (the reference does so on TIN and ImageNet)"),
-        "momentum": _opt(0.9, float, "SGD momentum", minimum=0.0),
-        "weight_decay": _opt(5e-4, float, "L2 weight decay", minimum=0.0),
-        "nesterov": _opt(False, bool, "Nesterov momentum"),
+        "name": opt("sgd", str, "optimiser", choices=("sgd",)),
+        "lr": opt(0.1, float, "learning rate at batch size 256", minimum=0.0),
+        "lr_batch_scale": opt(False, bool, "scale lr by batch_size / 256 (the reference does so on TIN and ImageNet)"),
+        "momentum": opt(0.9, float, "SGD momentum", minimum=0.0),
+        "weight_decay": opt(5e-4, float, "L2 weight decay", minimum=0.0),
+        "nesterov": opt(False, bool, "Nesterov momentum"),
     },
     "schedule": {
-        "name": _opt("cosine", str, "learning-rate schedule: 'cosine' (per epoch, AugMax's), 'cosine_per_step' "
+        "name": opt("cosine", str, "learning-rate schedule: 'cosine' (per epoch, AugMax's), 'cosine_per_step' "
                      "(per optimiser step, AugMix's cifar.py), 'multistep' or 'constant'", choices=SCHEDULES),
-        "milestones": _opt([100, 150], list, "multistep: epochs where lr is multiplied by gamma", item=int),
-        "gamma": _opt(0.1, float, "multistep: factor at each milestone", minimum=0.0),
-        "min_lr": _opt(0.0, float, "cosine schedules: the learning rate they end at (AugMix's cifar.py: 1e-6)",
+        "milestones": opt([100, 150], list, "multistep: epochs where lr is multiplied by gamma", item=int),
+        "gamma": opt(0.1, float, "multistep: factor at each milestone", minimum=0.0),
+        "min_lr": opt(0.0, float, "cosine schedules: the learning rate they end at (AugMix's cifar.py: 1e-6)",
                        minimum=0.0),
     },
     "train": {
-        "epochs": _opt(200, int, "training epochs", minimum=1),
-        "batch_size": _opt(256, int, "global batch size (split across DDP ranks)", minimum=1),
-        "eval_batch_size": _opt(1024, int, "batch size for validation", minimum=1),
-        "steps_per_epoch": _opt(None, int, "cap on optimiser steps per epoch (null: the whole training set)",
+        "epochs": opt(200, int, "training epochs", minimum=1),
+        "batch_size": opt(256, int, "global batch size (split across DDP ranks)", minimum=1),
+        "eval_batch_size": opt(1024, int, "batch size for validation", minimum=1),
+        "steps_per_epoch": opt(None, int, "cap on optimiser steps per epoch (null: the whole training set)",
                                 nullable=True, minimum=1),
-        "seed": _opt(0, int, "seed of the model init, data order and augmentation"),
-        "device": _opt("auto", str, "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'"),
-        "precision": _opt("fp32", str, "arithmetic of forward passes in training, attacks and validation: 'fp32' "
+        "seed": opt(0, int, "seed of the model init, data order and augmentation"),
+        "device": opt("auto", str, "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'"),
+        "precision": opt("fp32", str, "arithmetic of forward passes in training, attacks and validation: 'fp32' "
                           "(the paper's) or autocast to 'bf16' / 'fp16' (opt-in speed; fp16 adds a grad scaler)",
                           choices=PRECISIONS),
-        "channels_last": _opt(False, bool, "channels-last memory format (opt-in speed, same arithmetic)"),
-        "compile": _opt(False, bool, "torch.compile the model (opt-in speed)"),
-        "log_every": _opt(50, int, "steps between progress updates (the only host syncs of a step)", minimum=1),
-        "eval_every": _opt(1, int, "epochs between validations", minimum=1),
-        "select_metric": _opt("val_acc", str, "metric of the best checkpoint: val_acc (highest) or val_loss (lowest)",
+        "channels_last": opt(False, bool, "channels-last memory format (opt-in speed, same arithmetic)"),
+        "compile": opt(False, bool, "torch.compile the model (opt-in speed)"),
+        "log_every": opt(50, int, "steps between progress updates (the only host syncs of a step)", minimum=1),
+        "eval_every": opt(1, int, "epochs between validations", minimum=1),
+        "select_metric": opt("val_acc", str, "metric of the best checkpoint: val_acc (highest) or val_loss (lowest)",
                               choices=("val_acc", "val_loss")),
-        "progress": _opt(True, bool, "show tqdm progress bars"),
+        "progress": opt(True, bool, "show tqdm progress bars"),
     },
     "eval": {
-        "images_per_set": _opt(None, int, "robustness evaluation (python -m augmax_lib evaluate --run) on this many "
+        "images_per_set": opt(None, int, "robustness evaluation (python -m augmax_lib evaluate --run) on this many "
                                "class-balanced test images, the same in every set (null: the whole test set)",
                                nullable=True, minimum=1),
-        "subset_seed": _opt(0, int, "seed of the evaluation subset's indices"),
-        "precision": _opt("fp32", str, "evaluate --run: forward passes in 'fp32' (the paper's) or under 'bf16' / "
+        "subset_seed": opt(0, int, "seed of the evaluation subset's indices"),
+        "precision": opt("fp32", str, "evaluate --run: forward passes in 'fp32' (the paper's) or under 'bf16' / "
                           "'fp16' autocast (opt-in speed); --precision overrides", choices=PRECISIONS),
-        "channels_last": _opt(False, bool, "evaluate --run: channels-last memory format (opt-in speed)"),
-        "compile": _opt(False, bool, "evaluate --run: torch.compile the model (opt-in speed)"),
+        "channels_last": opt(False, bool, "evaluate --run: channels-last memory format (opt-in speed)"),
+        "compile": opt(False, bool, "evaluate --run: torch.compile the model (opt-in speed)"),
     },
 }
 

@@ -18,6 +18,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from augmax_lib._device import resolve_device
+
 __all__ = ["DistInfo", "setup", "cleanup", "resolve_device", "local_batch_size", "all_reduce_sum", "barrier",
            "wrap_model"]
 
@@ -41,19 +43,6 @@ class DistInfo:
         return self.world_size > 1
 
 
-def resolve_device(option: str, local_rank: int = 0) -> torch.device:
-    """The device for config value ``option`` ('auto', 'cpu', 'cuda', 'cuda:N'); 'auto' picks CUDA when present."""
-    if option == "auto":
-        option = "cuda" if torch.cuda.is_available() else "cpu"
-    if option.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"train.device: {option!r} was asked for but CUDA is not available "
-                               f"(use train.device=cpu or auto)")
-        if option == "cuda":
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device(option)
-
-
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "")
     try:
@@ -66,7 +55,7 @@ def setup(device_option: str = "auto", timeout_s: float = 1800.0) -> DistInfo:
     """Join the process group torchrun described in the environment, or return a one-process DistInfo."""
     world_size = _env_int("WORLD_SIZE", 1)
     rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
-    device = resolve_device(device_option, local_rank)
+    device = resolve_device(device_option, "train.device", local_rank)
     if world_size <= 1:
         return DistInfo(0, 1, 0, device, None)
     backend = "nccl" if device.type == "cuda" else "gloo"

@@ -20,33 +20,31 @@ import csv
 import io
 import json
 import math
-import platform
-import subprocess
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from augmax_lib._progress import tqdm
 
-from augmax_lib._checks import to_float
+from augmax_lib._io import atomic_write_text
 from augmax_lib._malloc import keep_freed_memory
-from augmax_lib.norm import dual_layers, route
+from augmax_lib._progress import tqdm
+from augmax_lib.evaluate.provenance import device_description, git_commit
+from augmax_lib.norm import dual_layers
 
 from . import distributed as dist_utils
-from .checkpoint import (CheckpointError, atomic_write_text, capture_rng, config_mismatches, load_checkpoint,
-                         restore_rng, save_checkpoint)
+from .checkpoint import CheckpointError, capture_rng, config_mismatches, load_checkpoint, restore_rng, save_checkpoint
 from .config import ConfigError, dump_config, load_config
-from .methods import StepContext, get_step, training_routes
-from .runs import backbone, build_run_model
+from .data import TrainData, build_data, derived_seed, evaluate_split
+from .methods import StepContext, StepResult, get_step, training_routes
+from .run_models import backbone, build_run_model
 
-__all__ = ["train", "RunDirError", "TrainData", "build_data", "evaluate_split", "provenance", "run_dir_for", "numerics",
-           "cosine_per_step_factor"]
+__all__ = ["train", "training_step", "RunDirError", "TrainData", "build_data", "evaluate_split", "provenance",
+           "run_dir_for", "numerics", "cosine_per_step_factor"]
 
 
 class RunDirError(RuntimeError):
@@ -58,212 +56,25 @@ def run_dir_for(config: Mapping, out=None) -> Path:
     return Path(out) if out is not None else Path("runs") / config["name"]
 
 
-def _seed(*parts: int) -> int:
-    """A well-mixed 63-bit seed from integers, the same on every machine."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-# ----------------------------------------------------------------------------------------------- data
-@dataclass
-class TrainData:
-    """The training batches (``loader``: iterable with ``set_epoch``), the validation split and facts for reports."""
-
-    loader: Any
-    val: Any  # ImageSet, a torch Dataset, or None without a validation split
-    classes: list
-    source: str
-    num_train: int
-    image_size: tuple
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-
-class _LazyLoader:
-    """Batches from a lazily read data set (ImageNet folders) through worker processes, sharded like DeviceLoader."""
-
-    def __init__(self, dataset, batch_size: int, device: torch.device, seed: int, info: dist_utils.DistInfo,
-                 workers: int):
-        from torch.utils.data import DataLoader, DistributedSampler
-
-        self.sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                                          seed=seed, drop_last=True)
-        self.generator = torch.Generator()
-        self.seed, self.rank, self.device, self.epoch = seed, info.rank, device, 0
-        self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler, num_workers=workers,
-                                 pin_memory=device.type == "cuda", drop_last=True, generator=self.generator,
-                                 persistent_workers=False)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-        self.sampler.set_epoch(self.epoch)
-        # Worker seeds (and so the random crops and flips) follow from (seed, epoch, rank).
-        self.generator.manual_seed(_seed(self.seed, self.epoch, self.rank, 7))
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self):
-        for x, y in self.loader:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-
-
-def _split_indices(n: int, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(_seed(seed, 3)))
-    return torch.sort(perm[k:]).values, torch.sort(perm[:k]).values
-
-
-def build_data(config: Mapping, info: dist_utils.DistInfo, device: torch.device) -> TrainData:
-    """Load the training set, hold out the validation split, add DeepAugment folders, make the loader."""
-    from augmax_lib import data as data_lib
-
-    d, t = config["data"], config["train"]
-    local_batch = dist_utils.local_batch_size(t["batch_size"], info)
-    full = data_lib.load_dataset(d["dataset"], "train", root=d["root"], **_lazy_options(d))
-    if isinstance(full, data_lib.ImageSet):
-        if d["image_size"] is not None and tuple(full.image_size) != (d["image_size"],) * 2:
-            raise ConfigError(f"data.image_size: {d['dataset']} holds {full.image_size[0]}x{full.image_size[1]} "
-                              f"images and trains at that size; set data.image_size to null")
-        _check_sizes(d, len(full))
-        if d["val_size"]:
-            train_set, val = data_lib.split_validation(full, d["val_size"], seed=d["split_seed"])
-        else:
-            train_set, val = full, None
-        if d["train_size"] is not None and d["train_size"] < len(train_set):
-            _, train_set = data_lib.split_validation(train_set, d["train_size"], seed=d["split_seed"] + 1)
-        if d["extra_train"]:
-            train_set = data_lib.with_deepaugment(train_set, d["extra_train"], root=d["root"],
-                                                  progress=info.is_main and t["progress"])
-        if len(train_set) // info.world_size < local_batch:
-            raise ConfigError(f"train.batch_size: {t['batch_size']} is larger than the {len(train_set)} training "
-                              f"images (per process: {len(train_set) // info.world_size}); lower it")
-        loader = data_lib.DeviceLoader(train_set, local_batch, device, shuffle=True, augment=True,
-                                       padding=d["crop_padding"], flip=d["flip"], drop_last=True,
-                                       seed=t["seed"], rank=info.rank, world_size=info.world_size)
-        return TrainData(loader, val, list(full.classes), train_set.source or full.source, len(train_set),
-                         tuple(full.image_size))
-    return _build_lazy_data(config, full, info, device, local_batch)
-
-
-def _lazy_options(d: Mapping) -> dict:
-    options = dict(d["options"])
-    if d["dataset"] == "imagenet" and "transform" not in options:
-        from augmax_lib.data import imagenet_transform
-
-        options["transform"] = imagenet_transform(train=True, size=d["image_size"] or 224)
-    return options
-
-
-def _check_sizes(d: Mapping, n: int) -> None:
-    if d["val_size"] >= n:
-        raise ConfigError(f"data.val_size: {d['val_size']} leaves no training images of the {n} in {d['dataset']}")
-
-
-def _build_lazy_data(config, full, info, device, local_batch) -> TrainData:
-    from torch.utils.data import ConcatDataset, Subset
-
-    from augmax_lib import data as data_lib
-
-    d, t = config["data"], config["train"]
-    size = d["image_size"] or 224
-    _check_sizes(d, len(full))
-    train_idx, val_idx = _split_indices(len(full), d["val_size"], d["split_seed"])
-    if d["train_size"] is not None and d["train_size"] < len(train_idx):
-        keep = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(_seed(d["split_seed"], 4)))
-        train_idx = torch.sort(train_idx[keep[:d["train_size"]]]).values
-    parts = [Subset(full, train_idx.tolist())]
-    source = full.source
-    if d["extra_train"]:
-        extended = data_lib.with_deepaugment(full, d["extra_train"], root=d["root"])
-        parts += [Subset(part, range(len(part))) for part in extended.parts[1:]]
-        source = extended.source
-    train_set = ConcatDataset(parts) if len(parts) > 1 else parts[0]
-    if len(train_set) // info.world_size < local_batch:
-        raise ConfigError(f"train.batch_size: {t['batch_size']} is larger than the {len(train_set)} training "
-                          f"images (per process: {len(train_set) // info.world_size}); lower it")
-    val = None
-    if d["val_size"]:
-        eval_view = data_lib.FolderSet(full.folder, data_lib.imagenet_transform(train=False, size=size,
-                                                                                resize=round(size * 256 / 224)),
-                                       full.classes, source=full.source, name=full.name)
-        val = Subset(eval_view, val_idx.tolist())
-    loader = _LazyLoader(train_set, local_batch, device, t["seed"], info, d["workers"])
-    return TrainData(loader, val, list(full.classes), source, len(train_set), (size, size))
-
-
-# ------------------------------------------------------------------------------------------ evaluation
-@torch.no_grad()
-def evaluate_split(model: nn.Module, data, batch_size: int, device: torch.device, info: dist_utils.DistInfo,
-                   autocast=contextlib.nullcontext, workers: int = 0) -> dict:
-    """Loss and accuracy of ``model`` (eval mode, route "M") on ``data``, sharded over ranks and summed."""
-    was_training = model.training
-    model.eval()
-    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
-    try:
-        with route(model, "M"):
-            for x, y in _eval_batches(data, batch_size, device, info, workers):
-                with autocast():
-                    logits = model(to_float(x))
-                logits = logits.float()
-                totals[0] += F.cross_entropy(logits, y, reduction="sum").double()
-                totals[1] += (logits.argmax(1) == y).sum().double()
-                totals[2] += y.numel()
-    finally:
-        model.train(was_training)
-    dist_utils.all_reduce_sum(totals, info)
-    loss, correct, count = totals.tolist()
-    return {"val_loss": loss / max(count, 1), "val_acc": correct / max(count, 1)}
-
-
-def _eval_batches(data, batch_size, device, info, workers):
-    from augmax_lib.data import ImageSet
-
-    if isinstance(data, ImageSet):
-        index = torch.arange(info.rank, len(data), info.world_size)
-        for part in index.split(batch_size):
-            yield data.images[part].to(device, non_blocking=True), data.labels[part].to(device, non_blocking=True)
-        return
-    from torch.utils.data import DataLoader, Subset
-
-    shard = Subset(data, range(info.rank, len(data), info.world_size))
-    for x, y in DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=workers):
-        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-
-
 # ------------------------------------------------------------------------------------------ provenance
-def _git(args: list[str]) -> Optional[str]:
-    root = Path(__file__).resolve().parents[2]
-    try:
-        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def device_name(device: torch.device) -> str:
-    """A readable name of the device the run used."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
 def provenance(device: torch.device, info: dist_utils.DistInfo) -> dict:
-    """Where a result came from: code version, library versions, machine."""
+    """Where a training result came from: code version, library versions, machine (one record with evaluation's:
+    ``augmax_lib.evaluate.provenance``)."""
+    import platform
+
     import torchvision
 
-    commit = _git(["rev-parse", "HEAD"])
-    dirty = _git(["status", "--porcelain", "--untracked-files=no"])
+    git = git_commit() or {}
     return {
-        "git_commit": commit,
-        "git_dirty": None if dirty is None else bool(dirty),
+        "git_commit": git.get("commit"),
+        "git_dirty": git.get("dirty"),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": str(device),
-        "device_name": device_name(device),
+        "device_name": device_description(device),
         "world_size": info.world_size,
         "backend": info.backend,
     }
@@ -368,24 +179,46 @@ def train(config, out=None, resume: bool = False, profile: Optional[str] = None,
         dist_utils.cleanup(info)
 
 
-def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
-           info: dist_utils.DistInfo, on_epoch: Optional[Callable[[dict], None]] = None) -> Path:
-    t = config["train"]
-    device = info.device
-    state = _prepare_run_dir(run_dir, resume, config)
-    if state is not None:
-        diffs = config_mismatches(state["config"], config)
-        if diffs:
-            raise CheckpointError(f"--resume: {run_dir / 'last.pt'} was made with another config; differences: "
-                                  + "; ".join(diffs))
-        if state["world_size"] != info.world_size:
-            warnings.warn(f"resuming a run made with {state['world_size']} processes on {info.world_size}: the "
-                          f"data order and augmentation draws differ from an uninterrupted run", stacklevel=3)
-    dist_utils.barrier(info)  # every rank has checked the directory before rank 0 writes to it
-    show = info.is_main and t["progress"]
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+@dataclass
+class _Session:
+    """Everything one training session holds: data, model (bare, compiled, wrapped), optimiser, schedule, random
+    generators, the step, and where the run stands (epoch, log, best checkpoint, wall time of earlier sessions)."""
 
+    config: dict
+    data: TrainData
+    net: nn.Module                 # the bare model (checkpoints hold its state)
+    fast: nn.Module                # net, or torch.compile(net): the attacks and validation run it
+    model: nn.Module               # fast, or its DDP wrapper: the training forward passes run it
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+    generators: dict
+    ctx: StepContext
+    step_fn: Callable
+    steps_per_epoch: int
+    per_step_schedule: bool
+    start_epoch: int = 0
+    history: list = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"epoch": None, "value": None})
+    wall_before: float = 0.0
+
+
+def _check_resume(state: Optional[dict], config: dict, run_dir: Path, info: dist_utils.DistInfo) -> None:
+    """Refuse a checkpoint of another config; warn when the number of processes changed."""
+    if state is None:
+        return
+    diffs = config_mismatches(state["config"], config)
+    if diffs:
+        raise CheckpointError(f"--resume: {run_dir / 'last.pt'} was made with another config; differences: "
+                              + "; ".join(diffs))
+    if state["world_size"] != info.world_size:
+        warnings.warn(f"resuming a run made with {state['world_size']} processes on {info.world_size}: the "
+                      f"data order and augmentation draws differ from an uninterrupted run", stacklevel=4)
+
+
+def _start(config: dict, info: dist_utils.DistInfo) -> _Session:
+    """Data, model, optimiser, schedule, scaler and generators of a fresh run, in the order that fixes its draws."""
+    t, device = config["train"], info.device
     torch.manual_seed(t["seed"])  # the same model initialisation on every rank
     data = build_data(config, info, device)
     net = build_run_model(config, data.num_classes).to(device)
@@ -397,88 +230,138 @@ def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
     steps_per_epoch = len(data.loader) if t["steps_per_epoch"] is None else min(len(data.loader),
                                                                                  t["steps_per_epoch"])
     scheduler = _make_scheduler(optimizer, config, steps_per_epoch)
-    per_step_schedule = config["schedule"]["name"] == "cosine_per_step"
     amp_dtype = _AUTOCAST_DTYPES[t["precision"]]
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    aug_generator = torch.Generator(device=device).manual_seed(_seed(t["seed"], 11, info.rank))
-    generators = {"augmentation": aug_generator}
+    aug_generator = torch.Generator(device=device).manual_seed(derived_seed(t["seed"], 11, info.rank))
+    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
+    ctx = StepContext(model=net, net=net, options={k: v for k, v in config["method"].items() if k != "name"},
+                      generator=aug_generator, autocast=autocast)
+    return _Session(config, data, net, net, net, optimizer, scheduler, scaler, {"augmentation": aug_generator}, ctx,
+                    get_step(config["method"]["name"]), steps_per_epoch,
+                    config["schedule"]["name"] == "cosine_per_step")
 
-    start_epoch, history, best, wall_before = 0, [], {"epoch": None, "value": None}, 0.0
-    if state is not None:
-        try:
-            backbone(net).load_state_dict(state["model"])
-        except RuntimeError as err:
-            raise CheckpointError(f"{run_dir / 'last.pt'}: its weights do not fit the model of the config "
-                                  f"({err})") from err
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        rng = state["rng"]
-        restore_rng(rng[info.rank] if info.rank < len(rng) else rng[0], generators)
-        start_epoch, history, best = int(state["epoch"]), list(state["history"]), dict(state["best"])
-        wall_before = float(state["wall_time_s"])
 
-    fast = torch.compile(net) if t["compile"] else net
+def _restore(s: _Session, state: Optional[dict], run_dir: Path, info: dist_utils.DistInfo) -> None:
+    """Put back what ``last.pt`` saved: weights, optimiser, schedule, scaler, every random state, the log."""
+    if state is None:
+        return
+    try:
+        backbone(s.net).load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{run_dir / 'last.pt'}: its weights do not fit the model of the config "
+                              f"({err})") from err
+    s.optimizer.load_state_dict(state["optimizer"])
+    s.scheduler.load_state_dict(state["scheduler"])
+    s.scaler.load_state_dict(state["scaler"])
+    rng = state["rng"]
+    restore_rng(rng[info.rank] if info.rank < len(rng) else rng[0], s.generators)
+    s.start_epoch, s.history, s.best = int(state["epoch"]), list(state["history"]), dict(state["best"])
+    s.wall_before = float(state["wall_time_s"])
+
+
+def _wrap(s: _Session, state: Optional[dict], info: dist_utils.DistInfo) -> None:
+    """torch.compile and DDP around the model (after the restore), and each rank's own BatchNorm statistics back."""
+    s.fast = torch.compile(s.net) if s.config["train"]["compile"] else s.net
     # A dual-norm model trained through one route only leaves the other route's norms without gradient.
-    one_route = len(training_routes(config["method"])) < 2 and any(True for _ in dual_layers(net))
-    model = dist_utils.wrap_model(fast, info, unused_parameters=one_route)
+    one_route = len(training_routes(s.config["method"])) < 2 and any(True for _ in dual_layers(s.net))
+    s.model = dist_utils.wrap_model(s.fast, info, unused_parameters=one_route)
     if state is not None and state.get("rank_buffers") and len(state["rank_buffers"]) == info.world_size:
         # After DDP's initial broadcast: each rank gets back its own BatchNorm statistics, which its attacks use.
         with torch.no_grad():
-            for name, buffer in backbone(net).named_buffers():
+            for name, buffer in backbone(s.net).named_buffers():
                 buffer.copy_(state["rank_buffers"][info.rank][name])
-    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
-    ctx = StepContext(model=model, net=fast, options={k: v for k, v in config["method"].items() if k != "name"},
-                      generator=aug_generator, autocast=autocast)
-    step_fn = get_step(config["method"]["name"])
+    s.ctx.model, s.ctx.net = s.model, s.fast
 
+
+def _epoch(s: _Session, epoch: int, info: dist_utils.DistInfo, show: bool) -> dict:
+    """Train one epoch, step an epoch schedule, validate; returns the epoch's log row."""
+    t, device = s.config["train"], info.device
+    epoch_start = time.perf_counter()
+    s.data.loader.set_epoch(epoch)
+    lr_now = s.optimizer.param_groups[0]["lr"]
+    sums = _run_epoch(s, device, show, f"epoch {epoch + 1}/{t['epochs']}")
+    dist_utils.all_reduce_sum(sums["tensor"], info)
+    train_time = time.perf_counter() - epoch_start
+    if not s.per_step_schedule:
+        s.scheduler.step()
+    totals = sums["tensor"].tolist()
+    count = max(totals[2], 1.0)
+    row = {"epoch": epoch + 1, "lr": lr_now, "train_loss": totals[0] / count, "train_acc": totals[1] / count}
+    row.update({name: totals[3 + i] / count for i, name in enumerate(sums["extras"])})
+    if s.data.val is not None and ((epoch + 1) % t["eval_every"] == 0 or epoch + 1 == t["epochs"]):
+        row.update(evaluate_split(s.fast, s.data.val, t["eval_batch_size"], device, info, s.ctx.autocast,
+                                  s.config["data"]["workers"]))
+    row["train_images_per_s"] = totals[2] / train_time
+    row["epoch_time_s"] = time.perf_counter() - epoch_start
+    return row
+
+
+def _save(s: _Session, run_dir: Path, row: dict, improved: bool, info: dist_utils.DistInfo, wall: float) -> None:
+    """best.pt when the validation metric improved, last.pt, and the logs (rank 0; every rank's states gathered)."""
+    rank_states = _gather_rank_states(s.generators, s.net, info)
+    if not info.is_main:
+        return
+    common = {"config": s.config, "num_classes": s.data.num_classes, "classes": s.data.classes,
+              "data_source": s.data.source}
+    epoch = row["epoch"]
+    if improved:
+        save_checkpoint(run_dir / "best.pt", {"kind": "best", "epoch": epoch, "model": backbone(s.net).state_dict(),
+                                              "best": s.best, **common})
+    save_checkpoint(run_dir / "last.pt", {
+        "kind": "last", "epoch": epoch, "model": backbone(s.net).state_dict(),
+        "optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict(),
+        "scaler": s.scaler.state_dict(), "rng": [r["rng"] for r in rank_states],
+        "rank_buffers": [r["buffers"] for r in rank_states] if info.distributed else None,
+        "best": s.best, "history": s.history, "world_size": info.world_size, "wall_time_s": wall, **common})
+    _write_logs(run_dir, s.history)
+
+
+def _write_results(s: _Session, run_dir: Path, wall: float, info: dist_utils.DistInfo) -> None:
+    """results.json of a finished run: what it was, its best and final epochs, timing, numerics, provenance."""
+    config, t = s.config, s.config["train"]
+    rates = [row["train_images_per_s"] for row in s.history]
+    best_row = next((row for row in s.history if row["epoch"] == s.best["epoch"]), s.history[-1])
+    results = {
+        "name": config["name"], "profile": config["profile"], "description": config["description"],
+        "paper": config["paper"],
+        "method": config["method"]["name"], "model": config["model"]["name"], "norm": config["model"]["norm"],
+        "data_source": s.data.source, "num_train_images": s.data.num_train,
+        "num_val_images": 0 if s.data.val is None else len(s.data.val),
+        "epochs": t["epochs"], "best": {**s.best, "row": best_row}, "final": s.history[-1],
+        "wall_time_s": wall, "train_images_per_s": float(np.mean(rates)) if rates else None,
+        "numerics": numerics(config), "provenance": provenance(info.device, info), "config": config,
+        "image_size": list(s.data.image_size),
+    }
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=1, default=str) + "\n")
+
+
+def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
+           info: dist_utils.DistInfo, on_epoch: Optional[Callable[[dict], None]] = None) -> Path:
+    t = config["train"]
+    state = _prepare_run_dir(run_dir, resume, config)
+    _check_resume(state, config, run_dir, info)
+    dist_utils.barrier(info)  # every rank has checked the directory before rank 0 writes to it
+    show = info.is_main and t["progress"]
+    if info.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    s = _start(config, info)
+    _restore(s, state, run_dir, info)
+    _wrap(s, state, info)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", dump_config(config))
     metric = t["select_metric"]
     session_start, epochs_done_now = time.perf_counter(), 0
-    for epoch in range(start_epoch, t["epochs"]):
+    for epoch in range(s.start_epoch, t["epochs"]):
         if stop_after is not None and epochs_done_now >= stop_after:
             break
-        epoch_start = time.perf_counter()
-        data.loader.set_epoch(epoch)
-        lr_now = optimizer.param_groups[0]["lr"]
-        sums = _run_epoch(model, optimizer, scaler, step_fn, ctx, data.loader, steps_per_epoch, t["log_every"],
-                          device, show, f"epoch {epoch + 1}/{t['epochs']}",
-                          scheduler if per_step_schedule else None)
-        dist_utils.all_reduce_sum(sums["tensor"], info)
-        train_time = time.perf_counter() - epoch_start
-        if not per_step_schedule:
-            scheduler.step()
-        totals = sums["tensor"].tolist()
-        count = max(totals[2], 1.0)
-        row = {"epoch": epoch + 1, "lr": lr_now, "train_loss": totals[0] / count, "train_acc": totals[1] / count}
-        row.update({name: totals[3 + i] / count for i, name in enumerate(sums["extras"])})
-        if data.val is not None and ((epoch + 1) % t["eval_every"] == 0 or epoch + 1 == t["epochs"]):
-            row.update(evaluate_split(fast, data.val, t["eval_batch_size"], device, info, autocast,
-                                      config["data"]["workers"]))
-        row["train_images_per_s"] = totals[2] / train_time
-        row["epoch_time_s"] = time.perf_counter() - epoch_start
-        history.append(row)
-        improved = (metric in row and _better(row[metric], best["value"], metric)) or data.val is None
+        row = _epoch(s, epoch, info, show)
+        s.history.append(row)
+        improved = (metric in row and _better(row[metric], s.best["value"], metric)) or s.data.val is None
         if improved:
-            best = {"epoch": epoch + 1, "value": row.get(metric), "metric": metric}
-        rank_states = _gather_rank_states(generators, net, info)
+            s.best = {"epoch": epoch + 1, "value": row.get(metric), "metric": metric}
+        _save(s, run_dir, row, improved, info, s.wall_before + time.perf_counter() - session_start)
         if info.is_main:
-            common = {"config": config, "num_classes": data.num_classes, "classes": data.classes,
-                      "data_source": data.source}
-            if improved:
-                save_checkpoint(run_dir / "best.pt", {"kind": "best", "epoch": epoch + 1,
-                                                      "model": backbone(net).state_dict(), "best": best, **common})
-            save_checkpoint(run_dir / "last.pt", {
-                "kind": "last", "epoch": epoch + 1, "model": backbone(net).state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "rng": [r["rng"] for r in rank_states],
-                "rank_buffers": [r["buffers"] for r in rank_states] if info.distributed else None,
-                "best": best, "history": history,
-                "world_size": info.world_size, "wall_time_s": wall_before + time.perf_counter() - session_start,
-                **common})
-            _write_logs(run_dir, history)
             if show:
                 tqdm.write(_epoch_line(row))
             if on_epoch is not None:
@@ -486,23 +369,9 @@ def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
         dist_utils.barrier(info)
         epochs_done_now += 1
 
-    finished = bool(history) and history[-1]["epoch"] == t["epochs"]
+    finished = bool(s.history) and s.history[-1]["epoch"] == t["epochs"]
     if info.is_main and finished and (epochs_done_now or not (run_dir / "results.json").exists()):
-        wall = wall_before + time.perf_counter() - session_start
-        rates = [row["train_images_per_s"] for row in history]
-        best_row = next((row for row in history if row["epoch"] == best["epoch"]), history[-1])
-        results = {
-            "name": config["name"], "profile": config["profile"], "description": config["description"],
-            "paper": config["paper"],
-            "method": config["method"]["name"], "model": config["model"]["name"], "norm": config["model"]["norm"],
-            "data_source": data.source, "num_train_images": data.num_train,
-            "num_val_images": 0 if data.val is None else len(data.val),
-            "epochs": t["epochs"], "best": {**best, "row": best_row}, "final": history[-1],
-            "wall_time_s": wall, "train_images_per_s": float(np.mean(rates)) if rates else None,
-            "numerics": numerics(config), "provenance": provenance(device, info), "config": config,
-            "image_size": list(data.image_size),
-        }
-        atomic_write_text(run_dir / "results.json", json.dumps(results, indent=1, default=str) + "\n")
+        _write_results(s, run_dir, s.wall_before + time.perf_counter() - session_start, info)
     dist_utils.barrier(info)
     return run_dir
 
@@ -533,29 +402,39 @@ def _epoch_line(row: Mapping) -> str:
     return " | ".join(parts)
 
 
-def _run_epoch(model, optimizer, scaler, step_fn, ctx: StepContext, loader, steps: int, log_every: int,
-               device: torch.device, show: bool, desc: str, step_scheduler=None) -> dict:
-    """One pass over the training batches; returns the summed loss, correct count, count and extras on device.
+def training_step(step_fn, ctx: StepContext, x: torch.Tensor, y: torch.Tensor, optimizer, scaler,
+                  scheduler=None) -> StepResult:
+    """One optimiser step of a method: ``step_fn`` builds the images and the loss, then backward and update (under
+    ``ctx.phase("backward")``, which a benchmark can time); a per-step ``scheduler`` steps after it.
 
-    ``step_scheduler`` (a per-step schedule) is stepped after every optimiser step.
+    ``scaler`` is a ``torch.amp.GradScaler`` (disabled but for fp16). Returns the method's StepResult.
     """
-    model.train()
+    result = step_fn(ctx, x, y)
+    with ctx.phase("backward"):
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(result.loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    if scheduler is not None:
+        scheduler.step()
+    return result
+
+
+def _run_epoch(s: _Session, device: torch.device, show: bool, desc: str) -> dict:
+    """One pass over the training batches; returns the summed loss, correct count, count and extras on device."""
+    s.model.train()
+    steps, log_every = s.steps_per_epoch, s.config["train"]["log_every"]
+    step_scheduler = s.scheduler if s.per_step_schedule else None
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.float64, device=device)
     count = torch.zeros((), dtype=torch.float64, device=device)
     extra_sums: dict[str, torch.Tensor] = {}
     bar = tqdm(total=steps, desc=desc, leave=False, disable=not show, dynamic_ncols=True, unit="step")
     try:
-        for index, (x, y) in enumerate(loader):
+        for index, (x, y) in enumerate(s.data.loader):
             if index >= steps:
                 break
-            result = step_fn(ctx, x, y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(result.loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if step_scheduler is not None:
-                step_scheduler.step()
+            result = training_step(s.step_fn, s.ctx, x, y, s.optimizer, s.scaler, step_scheduler)
             n = y.shape[0]
             loss_sum += result.loss.detach().double() * n
             correct += (result.logits.argmax(1) == y).sum().double()

@@ -16,10 +16,10 @@ from typing import Iterable, Optional
 
 import torch
 
+from augmax_lib._io import atomic_write_text
 from augmax_lib.models.pretrained import FORMAT, MANIFEST, load_pretrained_file, save_pretrained
 
-from .checkpoint import atomic_write_text
-from .runs import load_run
+from .run_models import load_run
 
 __all__ = ["export_pretrained", "model_spec"]
 

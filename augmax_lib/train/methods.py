@@ -26,22 +26,23 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Callable, ContextManager, Dict, Optional
+from typing import Callable, ContextManager, Dict, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from augmax_lib._checks import to_float
-from augmax_lib.augmax import advmax_attack, advmix_attack, augmax_attack
+from augmax_lib.augmax import AttackOptions, advmax_attack, advmix_attack, augmax_attack
 from augmax_lib.augmix import augmix, sample_chain_params, sample_chains
 from augmax_lib.losses import augmax_loss, augmix_loss
 from augmax_lib.norm import route
 from augmax_lib.ops import OPS_ALL, OPS_AUGMIX
 
-from ..pgd import pgd_linf
+from ..pgd_attack import pgd_linf
+from .options import Option, opt
 
-__all__ = ["StepContext", "StepResult", "STEPS", "get_step", "training_routes", "OP_SETS"]
+__all__ = ["StepContext", "StepResult", "Method", "METHODS", "get_step", "training_routes", "OP_SETS"]
 
 OP_SETS = {"augmix": OPS_AUGMIX, "all": OPS_ALL}
 
@@ -126,8 +127,8 @@ def step_augmix(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepResul
 
 def _adversarial_mix_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor, kind: str) -> StepResult:
     o = ctx.options
-    attack_kw = dict(steps=o["steps"], step_size=o["step_size"], tau=o["tau"], early_stop=o["attack"] == "fat",
-                     targeted=o["targeted"], generator=ctx.generator)
+    options = AttackOptions(steps=o["steps"], step_size=o["step_size"], tau=o["tau"], early_stop=o["attack"] == "fat",
+                            targeted=o["targeted"], generator=ctx.generator)
     with ctx.phase("augment"):
         if kind == "augmax":
             chains = sample_chains(x, generator=ctx.generator, **_chain_kwargs(o))
@@ -137,11 +138,11 @@ def _adversarial_mix_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor, ki
         x_augmix = _augmix_image(ctx, x) if o["loss"] == "reference" else None
     with ctx.phase("attack"), ctx.autocast():
         if kind == "augmax":
-            found = augmax_attack(ctx.net, x, chains, y, **attack_kw)
+            found = augmax_attack(ctx.net, x, chains, y, options)
         elif kind == "advmix":
-            found = advmix_attack(ctx.net, x, params, y, severity=o["severity"], alpha=o["alpha"], **attack_kw)
+            found = advmix_attack(ctx.net, x, params, y, options, severity=o["severity"], alpha=o["alpha"])
         else:
-            found = advmax_attack(ctx.net, x, params, y, severity=o["severity"], **attack_kw)
+            found = advmax_attack(ctx.net, x, params, y, options, severity=o["severity"])
     with ctx.phase("forward"), ctx.autocast():
         loss, info = augmax_loss(ctx.model, to_float(x), found.x_adv, x_augmix, y, loss=o["loss"], lam=o["lam"])
     extras = {"ce": info["ce"], "consistency": info["consistency"],
@@ -192,30 +193,83 @@ def step_augmix_pgdat(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> Ste
     return _pgd_step(ctx, x_aug, y, None)
 
 
-STEPS: Dict[str, Callable[[StepContext, torch.Tensor, torch.Tensor], StepResult]] = {
-    "normal": step_normal,
-    "augmix": step_augmix,
-    "augmax": step_augmax,
-    "pgdat": step_pgdat,
-    "fat": step_fat,
-    "advmix": step_advmix,
-    "advmax": step_advmax,
-    "augmix+pgdat": step_augmix_pgdat,
+# ------------------------------------------------------------------------------------- the method records
+_CHAINS = {
+    "width": opt(3, int, "number of augmentation chains k", minimum=1),
+    "depth": opt(-1, int, "ops per chain; -1 draws 1..3 per chain", minimum=-1),
+    "severity": opt(3, int, "op severity (level drawn from U(0.1, severity))", minimum=1),
+    "ops": opt("augmix", str, "op set: 'augmix' (9 ops) or 'all' (adds the 4 enhance ops)", choices=("augmix", "all")),
+    "alpha": opt(1.0, float, "Dirichlet/Beta parameter of the random mixing", minimum=0.0),
 }
+_AUGMAX_ATTACK = {
+    "attack": opt("fat", str, "inner maximisation: 'fat' (early-stopped, the reference default) or 'pgd'",
+                  choices=("fat", "pgd")),
+    "steps": opt(10, int, "attack steps (10 on CIFAR/TIN, as the authors recommend)", minimum=0),
+    "step_size": opt(0.1, float, "signed-gradient step on the attacked parameters", minimum=0.0),
+    "tau": opt(1, int, "FAT: a sample stops after it has been misclassified tau times", minimum=0),
+    "targeted": opt(False, bool, "targeted attack towards a random wrong class"),
+    "loss": opt("reference", str, "outer loss: 'reference' (released code) or 'paper' (the poster's equation)",
+                choices=("reference", "paper")),
+    "lam": opt(10.0, float, "weight of the Jensen-Shannon consistency (Lambda)", minimum=0.0),
+}
+_PGD = {
+    "eps": opt(8 / 255, float, "L-infinity radius of the pixel attack (fractions like 8/255 work)", minimum=0.0),
+    "step_size": opt(2 / 255, float, "PGD step size", minimum=0.0),
+    "steps": opt(10, int, "PGD steps", minimum=0),
+    "random_start": opt(True, bool, "start from a uniform point in the eps-ball (Madry et al.)"),
+}
+_AUGMIX = {**_CHAINS,
+           "jsd": opt(True, bool, "AugMix's JSD loss over (clean, aug1, aug2); false trains on one AugMix image"),
+           "lam": opt(12.0, float, "weight of the Jensen-Shannon consistency", minimum=0.0),
+           "aug_route": opt("M", str, "norm route of the AugMix images on dual-norm models (clean always 'M')",
+                            choices=("M", "A"))}
 
 
-def training_routes(method: dict) -> frozenset:
-    """The norm routes ("M", "A") whose layers a step with these method options trains."""
-    name = method["name"]
-    if name in ("augmax", "advmix", "advmax"):
-        return frozenset({"M", "A"})
-    if name == "augmix":  # clean images take route "M"; the AugMix images take aug_route
-        return frozenset({"M", method["aug_route"]}) if method["jsd"] else frozenset({method["aug_route"]})
+def _main_route(options: Mapping) -> frozenset:
     return frozenset({"M"})
+
+
+def _both_routes(options: Mapping) -> frozenset:
+    return frozenset({"M", "A"})
+
+
+def _augmix_routes(options: Mapping) -> frozenset:
+    # The clean images take route "M" (with the JSD loss); the AugMix images take aug_route.
+    return frozenset({"M", options["aug_route"]}) if options["jsd"] else frozenset({options["aug_route"]})
+
+
+@dataclass(frozen=True)
+class Method:
+    """Everything about one training method: the options of its config section (``method.*``), the step
+    function that builds its images and loss, and the norm routes ("M", "A") that a step with given options
+    trains. Adding a method is adding one record to :data:`METHODS`."""
+
+    name: str
+    options: Mapping[str, Option]
+    step: Callable[[StepContext, torch.Tensor, torch.Tensor], StepResult]
+    routes: Callable[[Mapping], frozenset] = _main_route
+
+
+METHODS: Dict[str, Method] = {m.name: m for m in (
+    Method("normal", {}, step_normal),
+    Method("augmix", _AUGMIX, step_augmix, _augmix_routes),
+    Method("augmax", {**_CHAINS, **_AUGMAX_ATTACK}, step_augmax, _both_routes),
+    Method("advmix", {**_CHAINS, **_AUGMAX_ATTACK}, step_advmix, _both_routes),
+    Method("advmax", {**_CHAINS, **_AUGMAX_ATTACK}, step_advmax, _both_routes),
+    Method("pgdat", dict(_PGD), step_pgdat),
+    Method("fat", {**_PGD, "tau": opt(1, int, "a sample stops after it has been misclassified tau times", minimum=0)},
+           step_fat),
+    Method("augmix+pgdat", {**_CHAINS, **_PGD}, step_augmix_pgdat),
+)}
+
+
+def training_routes(method: Mapping) -> frozenset:
+    """The norm routes ("M", "A") whose layers a step with these method options (a config's ``method``) trains."""
+    return METHODS[method["name"]].routes(method)
 
 
 def get_step(name: str):
     """The step function of method ``name``."""
-    if name not in STEPS:
-        raise ValueError(f"method: expected one of {', '.join(STEPS)}, got {name!r}")
-    return STEPS[name]
+    if name not in METHODS:
+        raise ValueError(f"method: expected one of {', '.join(METHODS)}, got {name!r}")
+    return METHODS[name].step

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
 from augmax_lib._progress import tqdm
 
 from .._checks import to_float
-from ..pgd import pgd_linf
+from ..pgd_attack import pgd_linf
 from .inference import eval_mode, forward, iter_batches, model_device, num_items
 
 __all__ = ["pgd_accuracy"]
@@ -28,7 +29,7 @@ def pgd_accuracy(model, data, eps: float = 8 / 255, alpha: float = 2 / 255, step
                  input_transform=None, progress: bool = True) -> float:
     """Accuracy on images perturbed by ``steps`` signed-gradient ascent steps of size ``alpha`` on the
     cross-entropy, projected to the L-inf ball of radius ``eps`` and to [0, 1] (model in eval mode,
-    route "M"; the attack is ``augmax_lib.pgd.pgd_linf``). The random start is drawn per image from
+    route "M"; the attack is ``augmax_lib.pgd_attack.pgd_linf``). The random start is drawn per image from
     ``seed``, independent of the batch size."""
     if eps < 0 or alpha <= 0 or steps < 0:
         raise ValueError(f"eps, alpha, steps: expected eps >= 0, alpha > 0, steps >= 0; got {eps}, {alpha}, {steps}")

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from augmax_lib._checks import check_generator, check_images, to_float
+
 # The same eval-mode, no-parameter-gradient context the AugMax attacks use, with the route as argument.
 from augmax_lib.augmax._engine import attack_mode as frozen_eval
 

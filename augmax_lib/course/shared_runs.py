@@ -18,18 +18,14 @@ from typing import Iterable, Optional
 
 import torch
 
+from augmax_lib._device import resolve_device
 from augmax_lib.train.checkpoint import RESUMABLE_KEYS, config_mismatches
 from augmax_lib.train.config import PROFILES_DIR, ConfigError, load_config, parse_override
 
-__all__ = ["CONFIGS_DIR", "Run", "get_run", "find_config", "run_dir", "evaluate_run", "default_device", "shown_path"]
+__all__ = ["CONFIGS_DIR", "Run", "get_run", "find_config", "run_dir", "evaluate_run", "shown_path"]
 
 # configs/ of the source tree (profiles/ sits inside it).
 CONFIGS_DIR = PROFILES_DIR.parent
-
-
-def default_device() -> torch.device:
-    """CUDA when available, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def find_config(config) -> tuple[Path, str]:
@@ -97,7 +93,7 @@ class Run:
     config: dict
     profile: str
     seed: int = 0
-    device: torch.device = field(default_factory=default_device)
+    device: torch.device = field(default_factory=resolve_device)
     action: str = "loaded"  # what get_run did: "loaded", "resumed" or "trained"
     _model: Optional[torch.nn.Module] = field(default=None, repr=False)
 
@@ -178,18 +174,19 @@ def _lock(path: Path):
 
 
 def get_run(config, *, profile: str = "quick", runs_dir="runs", seed: int = 0, overrides: Iterable[str] = (),
-            device=None, evaluate: bool = False, progress: bool = True) -> Run:
+            device=None, evaluate: bool = False, progress: bool = True, cache=None) -> Run:
     """The run of ``config`` in ``profile``: loaded when finished, resumed from ``last.pt`` when partial, else trained.
 
     ``config``: a YAML path or a name under configs/ (``"cifar10/resnet18_normal"``). ``overrides``:
     ``key=value`` strings as for ``--set``; those that change the computation give the run its own folder.
     ``device``: where to train and load (default: CUDA when available). ``evaluate``: also run
-    :func:`evaluate_run` unless its results exist. A lock file makes concurrent callers wait for one training.
+    :func:`evaluate_run` unless its results exist (``cache``: a CorruptionCache shared with other evaluations).
+    A lock file makes concurrent callers wait for one training.
     """
     path, name = find_config(config)
     overrides = list(overrides)
     computed, _ = _split_overrides(overrides)
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     # The engine's own bars and epoch lines stay off: a notebook shows one progress line per run (_ensure_trained).
     extra = [f"train.seed={int(seed)}", f"train.device={device}", "train.progress=false"]
     cfg = load_config(path, profile, overrides + extra)
@@ -200,7 +197,7 @@ def get_run(config, *, profile: str = "quick", runs_dir="runs", seed: int = 0, o
         action = _ensure_trained(cfg, folder, progress)
         run = Run(folder, cfg, str(profile), int(seed), device, action)
         if evaluate and run.evaluation is None:
-            evaluate_run(run, progress=progress)
+            evaluate_run(run, progress=progress, cache=cache)
     return run
 
 
@@ -266,48 +263,21 @@ def _ensure_trained(cfg: dict, folder: Path, progress: bool = True) -> str:
     return "resumed" if done else "trained"
 
 
-def evaluate_run(run: Run, eval_images: Optional[int] = -1, *, generate_corruptions: Optional[bool] = None,
-                 skip=(), batch_size: int = 500, progress: bool = True) -> dict:
-    """Evaluate the run's best model (augmax_lib.evaluate.evaluate_model) and write ``evaluation/results.json``.
+def evaluate_run(run: Run, eval_images: Optional[int] = -1, *, generate_corruptions="auto", skip=(),
+                 batch_size: int = 500, progress: bool = True, cache=None) -> dict:
+    """Evaluate the run's best model as ``python -m augmax_lib evaluate --run`` does and write
+    ``evaluation/results.json`` (:func:`augmax_lib.evaluate.evaluate_run`); returns the results.
 
     ``eval_images``: test images per set, class-balanced and the same in every set (-1: the config's
-    ``eval.images_per_set``, which the smoke and quick profiles set; None: all). Numerics come from the
-    config's ``eval`` section, as in ``evaluate --run``. Corruptions are generated on the fly when the
-    published files are absent. Returns the evaluation dict.
+    ``eval.images_per_set``, which the smoke and quick profiles set; None: all). Numerics come from the config's
+    ``eval`` section. Corruptions are generated on the fly when the published files are absent ("auto").
+    ``cache``: an ``augmax_lib.evaluate.CorruptionCache`` shared by the evaluations of a table of runs.
     """
-    from augmax_lib.data import BENCHMARK_CORRUPTIONS, ImageSet, has_corrupted, load_dataset
-    from augmax_lib.evaluate import evaluate_model, provenance, write_json_atomic
-    from augmax_lib.evaluate.inference import numerics_record, with_numerics
+    from augmax_lib.evaluate import evaluate_run as evaluate_training_run
+    from augmax_lib.evaluate import run_options
 
-    d, ev = run.config["data"], run.config.get("eval", {})
-    if eval_images == -1:  # the config's eval.images_per_set, as `evaluate --run` reads it
-        eval_images = ev.get("images_per_set")
-    options = {k: v for k, v in d["options"].items() if d["dataset"] == "synthetic" and k in ("seed", "image_size")}
-    test = load_dataset(d["dataset"], "test", root=d["root"], **options)
-    if not isinstance(test, ImageSet) or (eval_images is not None and eval_images >= len(test)):
-        eval_images = None  # a lazily read set is evaluated whole; so is a request for all of it
-    if generate_corruptions is None:
-        published = d["dataset"] in ("cifar10", "cifar100", "tinyimagenet", "imagenet")
-        generate_corruptions = not published or not all(has_corrupted(d["dataset"], c, s, d["root"])
-                                                        for c in BENCHMARK_CORRUPTIONS for s in (1, 5))
-        if not isinstance(test, ImageSet):
-            generate_corruptions = False
-    # The protocol of `python -m augmax_lib evaluate --run`: the config's eval numerics and the same
-    # class-balanced subset (eval.subset_seed), so a notebook's numbers and a sweep's agree.
-    numerics = {"precision": ev.get("precision", "fp32"), "channels_last": bool(ev.get("channels_last", False)),
-                "compile": bool(ev.get("compile", False))}
-    model = with_numerics(run.model, **numerics)
-    start = time.perf_counter()
-    results = evaluate_model(model, d["dataset"], d["root"], skip=skip, device=run.device,
-                             batch_size=batch_size, seed=0, generate_corruptions=generate_corruptions,
-                             test_set=test, images_per_set=eval_images, subset_seed=int(ev.get("subset_seed") or 0),
-                             progress=progress)
-    results["protocol"]["numerics"] = numerics_record(**numerics)
-    results["profile"] = run.profile
-    results["eval_images"] = results["images_per_set"]
-    results["run"] = str(run.dir)
-    results["wall_time_s"] = time.perf_counter() - start
-    results["provenance"] = provenance(checkpoint=run.dir / "best.pt", data_source=results["data_source"],
-                                       device=run.device)
-    write_json_atomic(run.dir / "evaluation" / "results.json", results)
-    return results
+    changes = dict(generate_corruptions=generate_corruptions, skip=tuple(skip), batch_size=batch_size,
+                   progress=progress)
+    if eval_images != -1:
+        changes["images_per_set"] = eval_images
+    return evaluate_training_run(run.dir, run_options(run.config, **changes), device=run.device, cache=cache)
