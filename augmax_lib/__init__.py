@@ -4,7 +4,7 @@ import importlib
 __version__ = "0.1.0"
 
 # Submodules load on first use, so `import augmax_lib` stays cheap.
-_SUBMODULES = ("ops", "augmix", "augmax", "losses", "pgd", "norm", "models", "data",
+_SUBMODULES = ("ops", "augmix", "augmax", "losses", "pgd_attack", "norm", "models", "data",
                "corruptions", "evaluate", "train")
 
 
