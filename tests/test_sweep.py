@@ -10,6 +10,7 @@ import pickle
 import re
 import stat
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -188,8 +189,8 @@ class _FakeJob:
     def exception(self):
         return None
 
-    def result(self):
-        return {"state": "done"}
+    def results(self):
+        return [{"state": "done"}]
 
     paths = None
 
@@ -232,16 +233,35 @@ def test_local_executor_runs_a_job_in_a_subprocess(tmp_path):
     assert main(["sweep", "--status", "--out", str(out)]) == 0
 
 
-def _fake_slurm(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
+def _fake_slurm(tmp_path, monkeypatch, states=("4242_0|RUNNING", "4242_1|PENDING", "4242_2|FAILED", "4242_3|PENDING")):
+    """Stand-ins for srun, sbatch, sacct and scancel: sbatch answers with the job id in ``fake/next_id`` (and fails
+    with ``fake/sbatch_error`` when that file exists), sacct prints ``fake/states``, each call is logged."""
+    fake, bin_dir = tmp_path / "fake", tmp_path / "bin"
+    fake.mkdir()
     bin_dir.mkdir()
-    states = "4242_0|RUNNING|n1", "4242_1|PENDING|", "4242_2|FAILED|n2", "4242_3|PENDING|"
-    sacct = "printf '" + "\\n".join(("JobID|State|NodeList",) + states) + "\\n'"
-    for name, body in (("srun", "exit 0"), ("sbatch", 'echo "Submitted batch job 4242"'), ("sacct", sacct)):
+    (fake / "next_id").write_text("4242")
+    (fake / "states").write_text("JobID|State\n" + "\n".join(states) + "\n")
+    sbatch = (f'echo sbatch >> {fake}/calls\n'
+              f'if [ -f {fake}/sbatch_error ]; then cat {fake}/sbatch_error >&2; exit 1; fi\n'
+              f'echo "Submitted batch job $(cat {fake}/next_id)"')
+    for name, body in (("srun", "exit 0"), ("sbatch", sbatch),
+                       ("sacct", f'echo "sacct $*" >> {fake}/calls\ncat {fake}/states'),
+                       ("scancel", f'echo "scancel $*" >> {fake}/calls')):
         path = bin_dir / name
         path.write_text(f"#!/bin/sh\n{body}\n")
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return fake
+
+
+def _calls(fake, name):
+    path = fake / "calls"
+    return [line for line in (path.read_text().splitlines() if path.exists() else []) if line.split()[0] == name]
+
+
+def _status_rows(out, capsys):
+    assert main(["sweep", "--status", "--out", str(out)]) == 0
+    return {tuple(line.split()[:3]) for line in capsys.readouterr().out.splitlines()}
 
 
 def test_slurm_sweep_submits_one_array_with_the_resources_asked(tmp_path, monkeypatch, capsys):
@@ -276,8 +296,7 @@ def test_slurm_sweep_submits_one_array_with_the_resources_asked(tmp_path, monkey
     records = sorted((out / "_sweep").glob("*/seed*/submission.json"))
     assert {json.loads(p.read_text())["job_id"] for p in records} == {"4242_0", "4242_1", "4242_2", "4242_3"}
     # --status asks sacct (here a stand-in) once for all jobs.
-    assert main(["sweep", "--status", "--out", str(out)]) == 0
-    rows = {tuple(line.split()[:3]) for line in capsys.readouterr().out.splitlines()}
+    rows = _status_rows(out, capsys)
     assert ("cifar10_resnet18_normal", "0", "running") in rows
     assert ("cifar10_resnet18_normal", "1", "pending") in rows
     assert ("cifar10_resnet18_augmix", "0", "failed") in rows  # array task 2 ended FAILED before it started
@@ -319,3 +338,104 @@ def test_cli_without_configs_is_an_error(capsys):
     assert main(["sweep"]) == 2
     assert "config" in capsys.readouterr().err
     assert sys.modules["augmax_lib.cli.sweep"]
+
+
+def _slurm_sweep(out, *extra):
+    return main(["sweep", str(NORMAL), "--seeds", "0", "--profile", "quick", "--out", str(out),
+                 "--executor", "slurm", *extra])
+
+
+def test_a_requeued_job_is_reported_running_and_never_submitted_twice(tmp_path, monkeypatch, capsys):
+    fake = _fake_slurm(tmp_path, monkeypatch, states=["4242|PENDING"])
+    out = tmp_path / "runs"
+    assert _slurm_sweep(out) == 0
+    assert len(_calls(fake, "sbatch")) == 1  # one job: submitit submits it alone, not as an array
+    spec = _plan(out, overrides=())[0]
+    lock = json.loads((Path(spec.run_dir).parent / "seed0.lock").read_text())
+    assert lock["job_id"] == "4242" and lock["executor"] == "slurm"
+    # The job ran, then was preempted: its state file says so, and Slurm requeued it (same id).
+    state = {"job_id": "4242", "host": "node7", "pid": 99, "started": time.time() + 1}
+    (Path(spec.record_dir) / "state.json").write_text(json.dumps({**state, "state": "interrupted"}))
+    (fake / "states").write_text("4242|REQUEUED\n")
+    assert ("cifar10_resnet18_normal", "0", "pending") in _status_rows(out, capsys)
+    (fake / "states").write_text("4242|RUNNING\n4242.batch|RUNNING\n")
+    assert ("cifar10_resnet18_normal", "0", "running") in _status_rows(out, capsys)
+    # A second sweep asks sacct, finds the job alive and submits nothing.
+    (fake / "next_id").write_text("4243")
+    assert _slurm_sweep(out) == 0
+    printed = capsys.readouterr().out
+    assert "held" in printed and "Slurm job 4242 RUNNING" in printed and "1 left to their running job" in printed
+    assert len(_calls(fake, "sbatch")) == 1
+    # Once Slurm has given up on it (its last time limit), the run is free and the next sweep resubmits it.
+    (fake / "states").write_text("4242|TIMEOUT\n")
+    assert ("cifar10_resnet18_normal", "0", "interrupted") in _status_rows(out, capsys)
+    assert _slurm_sweep(out) == 0
+    assert len(_calls(fake, "sbatch")) == 2
+    assert json.loads((Path(spec.run_dir).parent / "seed0.lock").read_text())["job_id"] == "4243"
+
+
+def test_a_lock_sacct_cannot_vouch_for_is_left_alone(tmp_path, monkeypatch, capsys):
+    fake = _fake_slurm(tmp_path, monkeypatch, states=["4242|PENDING"])
+    out = tmp_path / "runs"
+    assert _slurm_sweep(out) == 0
+    (fake / "states").write_text("")  # sacct no longer knows the job (e.g. purged from its database)
+    assert _slurm_sweep(out) == 0
+    assert "cannot say whether it still runs" in capsys.readouterr().out and len(_calls(fake, "sbatch")) == 1
+
+
+def test_a_failed_sbatch_marks_its_jobs_failed_with_the_error(tmp_path, monkeypatch, capsys):
+    fake = _fake_slurm(tmp_path, monkeypatch, states=[])
+    (fake / "sbatch_error").write_text("sbatch: error: invalid partition specified: gpux\n")
+    out = tmp_path / "runs"
+    assert main(["sweep", str(NORMAL), str(AUGMIX), "--seeds", "0", "--profile", "quick", "--out", str(out),
+                 "--executor", "slurm", "--slurm-partition", "gpux"]) == 1
+    assert "invalid partition" in capsys.readouterr().out
+    rows = _status_rows(out, capsys)
+    assert {r for r in rows if r[0].startswith("cifar10")} == {("cifar10_resnet18_normal", "0", "failed"),
+                                                               ("cifar10_resnet18_augmix", "0", "failed")}
+    assert not list(out.rglob("*.lock"))  # nothing holds the runs: the next sweep submits them
+    (fake / "sbatch_error").unlink()
+    assert main(["sweep", str(NORMAL), "--seeds", "0", "--profile", "quick", "--out", str(out),
+                 "--executor", "slurm"]) == 0
+
+
+def test_cluster_defaults_and_long_job_options_reach_the_script(tmp_path, monkeypatch):
+    _fake_slurm(tmp_path, monkeypatch)
+    out = tmp_path / "runs"
+    assert main(["sweep", str(NORMAL), str(AUGMIX), "--seeds", "0", "1", "--profile", "quick", "--out", str(out),
+                 "--executor", "slurm", "--max-num-timeout", "20", "--signal-delay-s", "300", "--nodes", "2"]) == 0
+    lines = next((out / "_sweep" / "submitit").rglob("*submission.sh")).read_text().splitlines()
+    # One GPU and one task per job unless told otherwise; the whole array at once; the requeue signal 300 s early.
+    for expected in ("#SBATCH --gpus-per-node=1", "#SBATCH --ntasks-per-node=1", "#SBATCH --nodes=2",
+                     "#SBATCH --array=0-3%4", "#SBATCH --signal=USR2@300"):
+        assert expected in lines, expected
+    with open(next((out / "_sweep" / "submitit").rglob("4242_0_submitted.pkl")), "rb") as f:
+        assert pickle.load(f)._timeout_countdown == 20
+
+
+def test_cancel_stops_the_jobs_that_still_run(tmp_path, monkeypatch, capsys):
+    fake = _fake_slurm(tmp_path, monkeypatch)
+    out = tmp_path / "runs"
+    assert main(["sweep", str(NORMAL), str(AUGMIX), "--seeds", "0", "1", "--profile", "quick", "--out", str(out),
+                 "--executor", "slurm"]) == 0
+    capsys.readouterr()
+    assert main(["sweep", "--cancel", "--out", str(out)]) == 0
+    assert "3 job(s) cancelled of 4" in capsys.readouterr().out
+    (call,) = _calls(fake, "scancel")
+    assert sorted(call.split()[1:]) == ["4242_0", "4242_1", "4242_3"]  # 4242_2 had already failed
+    (fake / "states").write_text("4242_0|CANCELLED by 1\n4242_1|CANCELLED\n4242_2|FAILED\n4242_3|CANCELLED\n")
+    rows = _status_rows(out, capsys)
+    assert ("cifar10_resnet18_normal", "0", "cancelled") in rows and ("cifar10_resnet18_augmix", "0", "failed") in rows
+    assert [p.name for p in out.rglob("*.lock")] == ["seed0.lock"]  # the failed job's lock (sacct: gone)
+    assert _slurm_sweep(out) == 0 and len(_calls(fake, "sbatch")) == 2
+
+
+def test_a_local_job_with_two_processes_trains_with_ddp_over_gloo(tmp_path):
+    out = tmp_path / "runs"
+    specs = _plan(out, overrides=TINY + ("train.steps_per_epoch=2",), threads=1)
+    report = launch(specs, "local", out, options=SlurmOptions(timeout_min=10, tasks_per_job=2), poll_s=0.5)
+    assert report.ok, report.failed
+    results = json.loads((Path(specs[0].run_dir) / "results.json").read_text())
+    assert results["provenance"]["world_size"] == 2 and results["provenance"]["backend"] == "gloo"
+    assert (Path(specs[0].run_dir) / "evaluation" / "results.json").is_file()
+    assert not list(out.rglob("*.lock"))

@@ -110,6 +110,34 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert (parts / "results.json").exists()
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "cosine_per_step"])
+def test_a_run_stopped_inside_an_epoch_resumes_from_its_step_checkpoint(schedule, tmp_path, monkeypatch):
+    # train.checkpoint_every_steps: a preemption inside an epoch loses at most that many steps, and the resumed run
+    # ends with the weights, optimiser state and log of the run that was never stopped.
+    from augmax_lib.train import engine
+
+    config = tiny("augmix", epochs=2, steps_per_epoch=4, checkpoint_every_steps=2)
+    config["schedule"] = {"name": schedule}
+    whole = train(config, out=tmp_path / "whole")
+    real_step, calls = engine.training_step, []
+
+    def preempted(*args, **kwargs):
+        if len(calls) == 7:  # the 4th step of epoch 2: its checkpoint after step 2 is the last one
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "training_step", preempted)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out=tmp_path / "parts")
+    saved = load_checkpoint(tmp_path / "parts" / "last.pt")
+    assert (saved["epoch"], saved["step"]) == (1, 2)
+    monkeypatch.setattr(engine, "training_step", real_step)
+    train(config, out=tmp_path / "parts", resume=True)
+    _assert_same_state(load_checkpoint(whole / "last.pt"), load_checkpoint(tmp_path / "parts" / "last.pt"))
+    assert "step" not in load_checkpoint(tmp_path / "parts" / "last.pt")
+
+
 _CHILD = """
 import sys, warnings
 warnings.simplefilter("ignore")

@@ -5,11 +5,15 @@ Examples::
     python -m augmax_lib sweep configs/cifar10 --profile quick --seeds 0 1 2 --out runs/quick --max-parallel 2
     python -m augmax_lib sweep configs/cifar10/resnet18_normal.yaml --profile smoke \\
         --set data.dataset=synthetic --set data.options.n=400 --executor debug --seeds 0
-    python -m augmax_lib sweep configs --executor slurm --slurm-partition gpu --gpus-per-job 1 --timeout-min 600
+    python -m augmax_lib sweep configs --executor slurm --slurm-partition gpu --timeout-min 600
+    python -m augmax_lib sweep configs/imagenet --executor slurm --gpus-per-job 4 --nodes 2 --max-num-timeout 20
     python -m augmax_lib sweep --status --out runs/quick
+    python -m augmax_lib sweep --cancel --out runs/full
 
 Runs go to ``<out>/<config name>/seed<k>/`` (evaluation in its ``evaluation/``). A complete run is skipped,
-a partial one resumes from its ``last.pt``. Then ``python -m augmax_lib tables <out>`` makes the tables.
+a partial one resumes from its ``last.pt``, and a run whose job is still pending, running or requeued (its
+``seed<k>.lock`` names the job; Slurm is asked with sacct) is left to that job. Then
+``python -m augmax_lib tables <out>`` makes the tables.
 """
 from __future__ import annotations
 
@@ -42,17 +46,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--executor", default="local", choices=("local", "slurm", "debug"),
                         help="local: subprocesses on this machine; slurm: one job array; debug: in this process, "
                              "one after another (default: local)")
-    parser.add_argument("--max-parallel", type=int, default=1, metavar="N",
-                        help="jobs at once (local: subprocesses sharing the cores; slurm: the array's %%N)")
+    parser.add_argument("--max-parallel", type=int, default=None, metavar="N",
+                        help="jobs at once (slurm: the array's %%N, default the whole array; local: subprocesses "
+                             "sharing the machine, default one per GPU slot, or one on a CPU)")
     parser.add_argument("--status", action="store_true",
                         help="show each job's state instead of running (with configs: those jobs; without: every "
-                             "job submitted into --out); a failed job's log tail is printed")
-    group = parser.add_argument_group("job resources (slurm; --timeout-min and --gpus-per-job also local)")
+                             "job submitted into --out), Slurm jobs as sacct reports them; a failed job's log tail "
+                             "is printed")
+    parser.add_argument("--cancel", action="store_true",
+                        help="cancel the jobs that are pending, running or requeued (with configs: those jobs; "
+                             "without: every job submitted into --out): scancel on Slurm, SIGINT locally. Their "
+                             "last.pt stays; the next sweep resumes them")
+    group = parser.add_argument_group("job resources (slurm; --timeout-min, --gpus-per-job, --tasks-per-job, "
+                                      "--max-num-timeout and --signal-delay-s also local)")
     group.add_argument("--timeout-min", type=int, default=1440,
                        help="time limit of a job in minutes; at the limit it is requeued and resumes (default 1440)")
+    group.add_argument("--max-num-timeout", type=int, default=3, metavar="K",
+                       help="how many times a job that reaches its time limit is requeued before it is left "
+                            "interrupted (preemptions do not count; default 3, submitit's: a job then runs for at "
+                            "most 4 time limits. An ImageNet run needs about epochs x epoch time / limit)")
+    group.add_argument("--signal-delay-s", type=int, default=120, metavar="S",
+                       help="seconds before the time limit at which the job is signalled (USR2) to requeue itself; "
+                            "leave time for a checkpoint to be written (default 120)")
     group.add_argument("--gpus-per-job", type=int, default=None, metavar="G",
-                       help="GPUs per job; more than one trains with DDP, one task per GPU (default: local 1 when "
-                            "this machine has a GPU, else 0; slurm 0). Local jobs see only the GPUs given to them")
+                       help="GPUs per node of each job; more than one trains with DDP, one process per GPU "
+                            "(default: slurm 1; local 1 when this machine has a GPU, else 0). Local jobs see only "
+                            "the GPUs given to them")
+    group.add_argument("--tasks-per-job", type=int, default=None, metavar="P",
+                       help="processes per node of each job (default: one per GPU, at least one). On a CPU, P > 1 "
+                            "trains with DDP over gloo (a test of the multi-process path)")
+    group.add_argument("--nodes", type=int, default=1, metavar="N",
+                       help="slurm: nodes per job, each running --gpus-per-job processes (DDP across nodes)")
     group.add_argument("--cpus-per-job", type=int, default=None, metavar="C", help="CPU cores per task")
     group.add_argument("--threads", type=int, default=None, metavar="T",
                        help="torch threads of each local CPU job (default: the cores shared out between the jobs that "
@@ -80,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
         launch,
         plan,
         recorded_specs,
+        tasks_per_job,
     )
+    from augmax_lib.sweep.cancel import cancel_jobs
 
     try:
         try:
@@ -95,22 +121,35 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             print(format_status(job_statuses(specs)))
             return 0
+        if args.cancel:
+            specs = (plan(args.configs, args.seeds, args.out, args.profile, args.overrides, eval_args)
+                     if args.configs else recorded_specs(args.out))
+            cancelled = cancel_jobs(specs)
+            for label, job_id, how in cancelled:
+                print(f"cancelled {label}: job {job_id} ({how})")
+            print(f"sweep --cancel: {len(cancelled)} job(s) cancelled of {len(specs)}; their runs keep last.pt")
+            return 0
         if not args.configs:
-            print("error: name at least one config file or folder (or pass --status)", file=sys.stderr)
+            print("error: name at least one config file or folder (or pass --status or --cancel)", file=sys.stderr)
             return 2
         if args.gpus_per_job is None:
             args.gpus_per_job = default_gpus(args.executor)
-        if args.gpus_per_job < 0:
-            raise SweepError(f"--gpus-per-job: expected >= 0, got {args.gpus_per_job}")
+        for name in ("gpus_per_job", "nodes", "max_num_timeout", "signal_delay_s"):
+            low = 1 if name == "nodes" else 0
+            if getattr(args, name) < low:
+                raise SweepError(f"--{name.replace('_', '-')}: expected >= {low}, got {getattr(args, name)}")
         check_writable_folder(args.out, "--out")  # before any job is planned or started
         if args.threads is not None and args.threads < 1:
             raise SweepError(f"--threads: expected >= 1, got {args.threads}")
-        threads = args.threads or default_threads(args.executor, max(1, args.max_parallel), args.gpus_per_job)
-        specs = plan(args.configs, args.seeds, args.out, args.profile, args.overrides, eval_args, threads)
         options = SlurmOptions(timeout_min=args.timeout_min, gpus_per_job=args.gpus_per_job,
+                               tasks_per_job=args.tasks_per_job, nodes=args.nodes,
+                               max_num_timeout=args.max_num_timeout, signal_delay_s=args.signal_delay_s,
                                cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb, partition=args.slurm_partition,
                                account=args.slurm_account, qos=args.slurm_qos, setup=tuple(args.slurm_setup),
                                extra=dict(args.slurm_arg))
+        threads = args.threads or default_threads(args.executor, args.max_parallel, args.gpus_per_job,
+                                                  tasks_per_job(options))
+        specs = plan(args.configs, args.seeds, args.out, args.profile, args.overrides, eval_args, threads)
         print(f"sweep: {len(specs)} job(s) ({len(specs) // len(args.seeds)} config(s) x {len(args.seeds)} seed(s)) "
               f"into {args.out}, executor {args.executor}")
         report = launch(specs, args.executor, args.out, args.max_parallel, options)
@@ -118,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     parts = [f"{len(report.done)} done", f"{len(report.skipped)} skipped (complete)"]
+    if report.held:
+        parts.append(f"{len(report.held)} left to their running job")
     if report.submitted:
         parts.append(f"{len(report.submitted)} submitted")
     if report.failed:

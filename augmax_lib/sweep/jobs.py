@@ -21,6 +21,8 @@ import yaml
 
 from augmax_lib._checks import InputError
 
+from .lock import release_lock
+
 try:  # the engine (pip install submitit); only its Checkpointable base class is needed here
     from submitit.helpers import Checkpointable, DelayedSubmission
 except ImportError:  # pragma: no cover - sweep.launch says how to install it
@@ -203,7 +205,8 @@ class SweepJob(Checkpointable):
         try:
             result = self._run(spec_obj, rank)
         except (SystemExit, KeyboardInterrupt) as err:
-            # Preemption or time-out (submitit exits after requeueing) or Ctrl-C: last.pt stays for the resume.
+            # Preemption or time-out (submitit exits after requeueing) or Ctrl-C: last.pt stays for the resume, and
+            # the lock stays with the job id, which Slurm requeues.
             if rank == 0:
                 write_json(state_file, {**base, "state": "interrupted", "updated": time.time(),
                                         "error": f"{type(err).__name__}: {err}"})
@@ -213,9 +216,11 @@ class SweepJob(Checkpointable):
                 write_json(state_file, {**base, "state": "failed", "updated": time.time(),
                                         "error": f"{type(err).__name__}: {err}",
                                         "traceback": traceback.format_exc()[-4000:]})
+                release_lock(spec_obj.run_dir, job_id=job_id)  # a failed job is not requeued
             raise
         if rank == 0:
             write_json(state_file, {**base, "state": "done", "updated": time.time(), "result": result})
+            release_lock(spec_obj.run_dir, job_id=job_id)
         return result
 
     def _run(self, spec: JobSpec, rank: int) -> dict:

@@ -1,8 +1,9 @@
 """``sweep --status``: the state of every job from its run directory, its record files and, on Slurm, sacct.
 
-States: done, running, pending (queued), submitted (handed to the executor, not started), failed (with the
-tail of its log), interrupted (preempted, timed out or killed; the next sweep resumes it), partial,
-trained (not evaluated) and not started.
+States: done, running, pending (queued, or requeued after a preemption or a time limit), submitted (handed to
+the executor, not started), failed (with the tail of its log), cancelled, interrupted (preempted, timed out or
+killed, and not requeued; the next sweep resumes it), partial, trained (not evaluated) and not started. A Slurm
+job's state is asked of sacct for every job with an id, whatever its own files say.
 """
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from pathlib import Path
 from typing import Optional
 
 from .jobs import JobSpec, read_json, run_state
+from .lock import read_lock
 from .logs import log_tail
+from .slurm import ALIVE, WAITING, sacct_states
 
 __all__ = ["JobStatus", "job_status", "job_statuses", "slurm_states", "recorded_specs", "format_status"]
 
-_SLURM_ALIVE = {"RUNNING", "COMPLETING", "CONFIGURING", "REQUEUED", "RESIZING", "SUSPENDED"}
-_SLURM_WAITING = {"PENDING", "REQUEUE_HOLD", "REQUEUE_FED"}
+_SLURM_ALIVE = ALIVE - {"REQUEUED"}
+_SLURM_WAITING = WAITING | {"REQUEUED"}  # requeued: back in the queue, to start again from its last.pt
 
 
 @dataclass
@@ -32,22 +35,12 @@ class JobStatus:
     log_path: Optional[str] = None
 
 
-def slurm_states(submissions) -> dict:
-    """sacct's state of each Slurm job among ``submissions`` (one sacct call for all; {} when it cannot be asked)."""
-    ids = sorted({str(s["job_id"]) for s in submissions if s and s.get("executor") == "slurm" and s.get("job_id")})
-    if not ids:
-        return {}
-    try:
-        from submitit.slurm.slurm import SlurmJob
-
-        watcher = SlurmJob.watcher
-        for job_id in ids:
-            watcher.register_job(job_id)
-        watcher.update()
-        states = {job_id: watcher.get_state(job_id, mode="cache") for job_id in ids}
-    except Exception:  # no sacct here, or submitit cannot read its answer  # noqa: BLE001
-        return {}
-    return {k: str(v).split()[0] for k, v in states.items() if v and v != "UNKNOWN"}
+def slurm_states(records) -> dict:
+    """sacct's state of each Slurm job among ``records`` (submission or lock records; one sacct call for all; {}
+    when sacct cannot be asked)."""
+    ids = sorted({str(r["job_id"]) for r in records if r and r.get("executor") == "slurm" and r.get("job_id")})
+    states = sacct_states(ids) if ids else {}
+    return {k: v for k, v in (states or {}).items() if v != "UNKNOWN"}
 
 
 def _pid_alive(pid) -> bool:
@@ -92,9 +85,11 @@ def job_status(spec: JobSpec, slurm: Optional[dict] = None, log_lines: int = 15)
     disk = run_state(run_dir)
     submission = read_json(records / "submission.json")
     state = read_json(records / "state.json")
+    lock = read_lock(run_dir)
     if slurm is None:
-        slurm = slurm_states([submission])
-    slurm_state = slurm.get(str((submission or {}).get("job_id")))
+        slurm = slurm_states([submission, lock])
+    job_id = (submission or {}).get("job_id") or (lock or {}).get("job_id")
+    slurm_state = slurm.get(str(job_id)) if (submission or lock or {}).get("executor") == "slurm" else None
     if state and submission and state.get("started", 0) < submission.get("submitted", 0):
         state = None  # written by an earlier submission of this job
     where = f"{state.get('host', '?')} pid {state.get('pid', '?')}" if state else ""
@@ -104,6 +99,12 @@ def job_status(spec: JobSpec, slurm: Optional[dict] = None, log_lines: int = 15)
     if disk.complete:
         return JobStatus(spec, "done", _scores(run_dir))
     kind = (state or {}).get("state")
+    if kind in ("running", "interrupted") and slurm_state in _SLURM_WAITING:
+        return JobStatus(spec, "pending", f"{where} {slurm_state.lower()}"
+                         + (f"; requeued at {disk.describe()}, resumes from its last.pt" if kind == "interrupted" else ""))
+    if kind == "interrupted" and slurm_state in _SLURM_ALIVE:
+        stage = "evaluating" if disk.kind == "trained" else progress or "starting"
+        return JobStatus(spec, "running", f"{stage} ({where}, requeued after an interruption)")
     if kind == "running":
         alive = _alive(submission, state, slurm_state)
         if alive is False:
@@ -115,6 +116,8 @@ def job_status(spec: JobSpec, slurm: Optional[dict] = None, log_lines: int = 15)
         return JobStatus(spec, "failed", state.get("error", ""), tail, path)
     if kind == "interrupted":
         return JobStatus(spec, "interrupted", f"{disk.describe()}; the next sweep resumes it")
+    if kind == "cancelled":
+        return JobStatus(spec, "cancelled", f"{disk.describe()}; the next sweep resumes it")
     if submission and not state:
         if slurm_state in _SLURM_ALIVE:
             return JobStatus(spec, "running", f"starting ({where})")
@@ -131,8 +134,9 @@ def job_status(spec: JobSpec, slurm: Optional[dict] = None, log_lines: int = 15)
 
 def job_statuses(specs, log_lines: int = 15) -> list:
     """The state of every job of ``specs``, with one sacct call for all the Slurm ones."""
-    submissions = [read_json(Path(s.record_dir) / "submission.json") for s in specs]
-    slurm = slurm_states(submissions)
+    records = [read_json(Path(s.record_dir) / "submission.json") for s in specs]
+    records += [read_lock(s.run_dir) for s in specs]
+    slurm = slurm_states(records)
     return [job_status(s, slurm, log_lines) for s in specs]
 
 

@@ -23,8 +23,8 @@ CHECKPOINT_FORMAT = "augmax_lib.train/1"
 
 # Keys a resumed run may change without invalidating the checkpoint: they do not alter what is computed.
 RESUMABLE_KEYS = ("data.root", "data.workers", "train.device", "train.progress", "train.log_every",
-                  "train.eval_batch_size", "train.compile", "name", "description", "paper", "profile",
-                  "eval")  # evaluation settings never touch training
+                  "train.eval_batch_size", "train.compile", "train.checkpoint_every_steps", "name", "description",
+                  "paper", "profile", "eval")  # evaluation settings never touch training
 
 
 class CheckpointError(RuntimeError):

@@ -122,6 +122,9 @@ SCHEMA: dict[str, Any] = {
         "select_metric": opt("val_acc", str, "metric of the best checkpoint: val_acc (highest) or val_loss (lowest)",
                               choices=("val_acc", "val_loss")),
         "progress": opt(True, bool, "show tqdm progress bars"),
+        "checkpoint_every_steps": opt(None, int, "also write last.pt every this many optimiser steps inside an epoch "
+                                       "(null: after each epoch only); a preempted job then loses at most that "
+                                       "many steps, and the resume stays exact", nullable=True, minimum=1),
     },
     "eval": {
         "images_per_set": opt(None, int, "robustness evaluation (python -m augmax_lib evaluate --run) on this many "

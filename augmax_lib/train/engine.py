@@ -198,6 +198,8 @@ class _Session:
     steps_per_epoch: int
     per_step_schedule: bool
     start_epoch: int = 0
+    start_step: int = 0            # > 0: resuming inside epoch start_epoch, after that many steps
+    partial: Optional[dict] = None  # the sums of those steps and the epoch's starting lr (see _save_within_epoch)
     history: list = field(default_factory=list)
     best: dict = field(default_factory=lambda: {"epoch": None, "value": None})
     wall_before: float = 0.0
@@ -256,6 +258,10 @@ def _restore(s: _Session, state: Optional[dict], run_dir: Path, info: dist_utils
     rng = state["rng"]
     restore_rng(rng[info.rank] if info.rank < len(rng) else rng[0], s.generators)
     s.start_epoch, s.history, s.best = int(state["epoch"]), list(state["history"]), dict(state["best"])
+    s.start_step = int(state.get("step") or 0)
+    if s.start_step:
+        partial = state["partial"]
+        s.partial = {"lr": partial["lr"], "sums": partial["sums"][info.rank if info.rank < len(partial["sums"]) else 0]}
     s.wall_before = float(state["wall_time_s"])
 
 
@@ -273,14 +279,16 @@ def _wrap(s: _Session, state: Optional[dict], info: dist_utils.DistInfo) -> None
     s.ctx.model, s.ctx.net = s.model, s.fast
 
 
-def _epoch(s: _Session, epoch: int, info: dist_utils.DistInfo, show: bool) -> dict:
+def _epoch(s: _Session, epoch: int, info: dist_utils.DistInfo, show: bool, save_within: Callable) -> dict:
     """Train one epoch, step an epoch schedule, validate; returns the epoch's log row."""
     t, device = s.config["train"], info.device
     epoch_start = time.perf_counter()
     s.data.loader.set_epoch(epoch)
-    lr_now = s.optimizer.param_groups[0]["lr"]
-    sums = _run_epoch(s, device, show, f"epoch {epoch + 1}/{t['epochs']}")
+    lr_now = s.partial["lr"] if s.partial else s.optimizer.param_groups[0]["lr"]
+    sums = _run_epoch(s, device, show, f"epoch {epoch + 1}/{t['epochs']}",
+                      lambda step, partial: save_within(epoch, step, {"lr": lr_now, "sums": partial}))
     dist_utils.all_reduce_sum(sums["tensor"], info)
+    dist_utils.all_reduce_sum(sums["seen_now"], info)
     train_time = time.perf_counter() - epoch_start
     if not s.per_step_schedule:
         s.scheduler.step()
@@ -291,28 +299,41 @@ def _epoch(s: _Session, epoch: int, info: dist_utils.DistInfo, show: bool) -> di
     if s.data.val is not None and ((epoch + 1) % t["eval_every"] == 0 or epoch + 1 == t["epochs"]):
         row.update(evaluate_split(s.fast, s.data.val, t["eval_batch_size"], device, info, s.ctx.autocast,
                                   s.config["data"]["workers"]))
-    row["train_images_per_s"] = totals[2] / train_time
+    row["train_images_per_s"] = float(sums["seen_now"]) / train_time  # the images of this session only
     row["epoch_time_s"] = time.perf_counter() - epoch_start
     return row
 
 
-def _save(s: _Session, run_dir: Path, row: dict, improved: bool, info: dist_utils.DistInfo, wall: float) -> None:
-    """best.pt when the validation metric improved, last.pt, and the logs (rank 0; every rank's states gathered)."""
-    rank_states = _gather_rank_states(s.generators, s.net, info)
+def _common(s: _Session) -> dict:
+    return {"config": s.config, "num_classes": s.data.num_classes, "classes": s.data.classes,
+            "data_source": s.data.source}
+
+
+def _save_last(s: _Session, run_dir: Path, epoch: int, info: dist_utils.DistInfo, wall: float,
+               step: int = 0, partial: Optional[dict] = None) -> bool:
+    """last.pt after ``epoch`` whole epochs and ``step`` steps of the next (every rank's states gathered on rank 0);
+    True on rank 0, which writes it."""
+    rank_states = _gather_rank_states(s.generators, s.net, info, None if partial is None else partial["sums"])
     if not info.is_main:
-        return
-    common = {"config": s.config, "num_classes": s.data.num_classes, "classes": s.data.classes,
-              "data_source": s.data.source}
-    epoch = row["epoch"]
-    if improved:
-        save_checkpoint(run_dir / "best.pt", {"kind": "best", "epoch": epoch, "model": backbone(s.net).state_dict(),
-                                              "best": s.best, **common})
+        return False
+    within = {} if not step else {"step": step, "partial": {"lr": partial["lr"],
+                                                            "sums": [r["partial"] for r in rank_states]}}
     save_checkpoint(run_dir / "last.pt", {
-        "kind": "last", "epoch": epoch, "model": backbone(s.net).state_dict(),
+        "kind": "last", "epoch": epoch, **within, "model": backbone(s.net).state_dict(),
         "optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict(),
         "scaler": s.scaler.state_dict(), "rng": [r["rng"] for r in rank_states],
         "rank_buffers": [r["buffers"] for r in rank_states] if info.distributed else None,
-        "best": s.best, "history": s.history, "world_size": info.world_size, "wall_time_s": wall, **common})
+        "best": s.best, "history": s.history, "world_size": info.world_size, "wall_time_s": wall, **_common(s)})
+    return True
+
+
+def _save(s: _Session, run_dir: Path, row: dict, improved: bool, info: dist_utils.DistInfo, wall: float) -> None:
+    """best.pt when the validation metric improved, last.pt, and the logs (rank 0)."""
+    if not _save_last(s, run_dir, row["epoch"], info, wall):
+        return
+    if improved:
+        save_checkpoint(run_dir / "best.pt", {"kind": "best", "epoch": row["epoch"],
+                                              "model": backbone(s.net).state_dict(), "best": s.best, **_common(s)})
     _write_logs(run_dir, s.history)
 
 
@@ -352,10 +373,15 @@ def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
         atomic_write_text(run_dir / "config.yaml", dump_config(config))
     metric = t["select_metric"]
     session_start, epochs_done_now = time.perf_counter(), 0
+    def save_within(epoch: int, step: int, partial: dict) -> None:
+        # A checkpoint inside an epoch (train.checkpoint_every_steps): a preempted job loses at most those steps.
+        _save_last(s, run_dir, epoch, info, s.wall_before + time.perf_counter() - session_start, step, partial)
+
     for epoch in range(s.start_epoch, t["epochs"]):
         if stop_after is not None and epochs_done_now >= stop_after:
             break
-        row = _epoch(s, epoch, info, show)
+        row = _epoch(s, epoch, info, show, save_within)
+        s.start_step, s.partial = 0, None
         s.history.append(row)
         improved = (metric in row and _better(row[metric], s.best["value"], metric)) or s.data.val is None
         if improved:
@@ -376,13 +402,14 @@ def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
     return run_dir
 
 
-def _gather_rank_states(generators, net: nn.Module, info: dist_utils.DistInfo) -> list:
-    """Every rank's random states and, under DDP, its own BatchNorm statistics (gathered on rank 0, rank order).
+def _gather_rank_states(generators, net: nn.Module, info: dist_utils.DistInfo, partial=None) -> list:
+    """Every rank's random states, its sums of an unfinished epoch (``partial``) and, under DDP, its own BatchNorm
+    statistics (gathered on rank 0, rank order).
 
     Buffers are not synchronised during training, so each rank's running statistics, which its attacks use in
     eval mode, must come back on resume for the run to continue exactly.
     """
-    mine = {"rng": capture_rng(generators), "buffers": None}
+    mine = {"rng": capture_rng(generators), "buffers": None, "partial": partial}
     if not info.distributed:
         return [mine]
     import torch.distributed as dist
@@ -420,20 +447,26 @@ def training_step(step_fn, ctx: StepContext, x: torch.Tensor, y: torch.Tensor, o
     return result
 
 
-def _run_epoch(s: _Session, device: torch.device, show: bool, desc: str) -> dict:
-    """One pass over the training batches; returns the summed loss, correct count, count and extras on device."""
+def _run_epoch(s: _Session, device: torch.device, show: bool, desc: str, save_within: Callable) -> dict:
+    """One pass over the training batches; returns the summed loss, correct count, count and extras on device, and
+    the images seen in this session. Every ``train.checkpoint_every_steps`` steps ``save_within(step, sums)`` runs."""
     s.model.train()
     steps, log_every = s.steps_per_epoch, s.config["train"]["log_every"]
+    every = s.config["train"]["checkpoint_every_steps"]
     step_scheduler = s.scheduler if s.per_step_schedule else None
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.float64, device=device)
-    count = torch.zeros((), dtype=torch.float64, device=device)
-    extra_sums: dict[str, torch.Tensor] = {}
-    bar = tqdm(total=steps, desc=desc, leave=False, disable=not show, dynamic_ncols=True, unit="step")
+    zero = torch.zeros((), dtype=torch.float64, device=device)
+    restored = (s.partial or {}).get("sums") or {"loss": 0.0, "correct": 0.0, "count": 0.0, "extras": {}}
+    loss_sum, correct, count = (zero + restored["loss"], zero + restored["correct"], zero + restored["count"])
+    extra_sums: dict[str, torch.Tensor] = {k: zero + v for k, v in restored["extras"].items()}
+    seen_before = float(restored["count"])
+    bar = tqdm(total=steps, initial=s.start_step, desc=desc, leave=False, disable=not show, dynamic_ncols=True,
+               unit="step")
     try:
         for index, (x, y) in enumerate(s.data.loader):
             if index >= steps:
                 break
+            if index < s.start_step:  # done before the interruption; drawing the batch keeps the loader's draws
+                continue
             result = training_step(s.step_fn, s.ctx, x, y, s.optimizer, s.scaler, step_scheduler)
             n = y.shape[0]
             loss_sum += result.loss.detach().double() * n
@@ -446,6 +479,9 @@ def _run_epoch(s: _Session, device: torch.device, show: bool, desc: str) -> dict
             if show and ((index + 1) % log_every == 0 or index + 1 == steps):
                 seen = count.item()  # the one host sync per log interval
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{100 * correct.item() / seen:.1f}%")
+            if every and (index + 1) % every == 0 and index + 1 < steps:
+                save_within(index + 1, {"loss": loss_sum.item(), "correct": correct.item(), "count": count.item(),
+                                        "extras": {k: v.item() for k, v in extra_sums.items()}})
     finally:
         bar.close()
     if not math.isfinite(loss_sum.item()):
@@ -454,4 +490,4 @@ def _run_epoch(s: _Session, device: torch.device, show: bool, desc: str) -> dict
                                  f"now and then)")
     names = sorted(extra_sums)
     tensor = torch.stack([loss_sum, correct, count] + [extra_sums[k] for k in names])
-    return {"tensor": tensor, "extras": names}
+    return {"tensor": tensor, "extras": names, "seen_now": count - seen_before}
