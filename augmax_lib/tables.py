@@ -25,6 +25,7 @@ from typing import Optional
 
 from augmax_lib._checks import InputError
 from augmax_lib.paper_numbers import METRICS, TABLES, Cell
+from augmax_lib.train.checkpoint import RESUMABLE_KEYS
 
 __all__ = ["RunRecord", "CellResult", "TableResult", "collect_runs", "build_tables", "fits", "run_profile", "render_markdown",
            "cells_csv", "runs_csv", "write_tables", "export_runs", "same_code", "EXPORTED_FILES", "CODE_PATHS",
@@ -32,8 +33,8 @@ __all__ = ["RunRecord", "CellResult", "TableResult", "collect_runs", "build_tabl
 
 # Keys that may differ between the seeds of one cell: they do not change what is computed
 # (the same list as a resumable run's, plus the seed itself).
-_FREE_KEYS = ("data.root", "data.workers", "train.device", "train.progress", "train.log_every",
-              "train.eval_batch_size", "train.compile", "name", "description", "paper", "profile", "train.seed")
+# What a resumed run may change (augmax_lib.train.checkpoint), less the evaluation section, plus the seed.
+_FREE_KEYS = tuple(k for k in RESUMABLE_KEYS if k != "eval") + ("train.seed",)
 # The small files of a run that `export_runs` copies (never checkpoints).
 EXPORTED_FILES = ("results.json", "config.yaml", "log.csv", "sweep.json", "evaluation/results.json")
 

@@ -72,8 +72,10 @@ def hide_injected_parameters(path: Path) -> None:
 
 
 def run_all(notebooks: list[Path], profile: str, out: Path, runs_dir: Optional[Path] = None,
-            device: Optional[str] = None, data_root: Optional[str] = None, log=print) -> list[Outcome]:
-    """Execute ``notebooks`` in order into ``out``; returns one :class:`Outcome` per notebook."""
+            device: Optional[str] = None, data_root: Optional[str] = None, log=print,
+            dry_run: bool = False) -> list[Outcome]:
+    """Execute ``notebooks`` in order into ``out``; returns one :class:`Outcome` per notebook. ``dry_run``: the
+    profile's models and steps on a few images (the notebooks' ``dry_run`` parameter)."""
     import papermill as pm
 
     # No progress bars in the saved pages: in a kernel each is a widget, and papermill keeps the state of every
@@ -86,10 +88,12 @@ def run_all(notebooks: list[Path], profile: str, out: Path, runs_dir: Optional[P
         parameters["device"] = device
     if data_root:
         parameters["data_root"] = str(data_root)
+    if dry_run:
+        parameters["dry_run"] = True
     outcomes = []
     for number, nb in enumerate(notebooks, 1):
         target = out / nb.name
-        log(f"[{number}/{len(notebooks)}] {nb.name} ({profile}) ...", flush=True)
+        log(f"[{number}/{len(notebooks)}] {nb.name} ({profile}{', dry run' if dry_run else ''}) ...", flush=True)
         before = finished_runs(runs_dir / Path(profile).stem)
         start = time.perf_counter()
         try:
@@ -157,6 +161,9 @@ def main(argv=None) -> int:
                         help="training runs shared by all notebooks (default: runs/)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     parser.add_argument("--data-root", default=None, help="data folder (default: $AUGMAX_DATA, else ~/.cache/augmax)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="the profile's models, methods and steps on a few images and training steps: a check "
+                             "that every code path of the profile runs (e.g. --profile full on a CPU)")
     parser.add_argument("--record-times", action="store_true",
                         help="after a complete, successful run of every notebook, store each one's time in "
                              "book/notebook_times.json (shown at the top of every notebook)")
@@ -167,7 +174,8 @@ def main(argv=None) -> int:
         print("No notebooks in notebooks/ yet: nothing to execute.")
         return 0
     cold = not finished_runs(Path(args.runs_dir).resolve() / Path(args.profile).stem)
-    outcomes = run_all(notebooks, args.profile, args.out, args.runs_dir, args.device, args.data_root)
+    outcomes = run_all(notebooks, args.profile, args.out, args.runs_dir, args.device, args.data_root,
+                       dry_run=args.dry_run)
     print()
     print(summary_table(outcomes))
     summary = {"profile": args.profile, "runs_dir": str(Path(args.runs_dir).resolve()),
@@ -175,8 +183,9 @@ def main(argv=None) -> int:
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     failed = [o for o in outcomes if o.status != "ok"]
     if args.record_times:
-        if failed or [nb.resolve() for nb in notebooks] != [nb.resolve() for nb in every]:
-            print("--record-times: not recorded (only a complete run of every notebook, all of them ok, is)")
+        if failed or args.dry_run or [nb.resolve() for nb in notebooks] != [nb.resolve() for nb in every]:
+            print("--record-times: not recorded (only a complete run of every notebook, all of them ok and not "
+                  "dry, is)")
         else:
             from augmax_lib.course.costs import record_times
 

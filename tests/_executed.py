@@ -1,4 +1,5 @@
-"""The course notebooks executed once in the smoke profile, shared by every test that needs them.
+"""The course notebooks executed once in the smoke profile (and once in the full profile as a dry run), shared
+by every test that needs them.
 
 ``executed_notebooks()`` runs ``book/run_notebooks.py``'s ``run_all`` on every notebook in notebooks/ into
 ``_build/smoke-executed/`` (training runs in its ``runs/``), under a file lock, and writes a stamp with a
@@ -19,9 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 OUT = ROOT / "_build" / "smoke-executed"
+FULL_DRY_OUT = ROOT / "_build" / "full-dry-executed"
 STAMP = "stamp.json"
 
-__all__ = ["ROOT", "NOTEBOOKS", "OUT", "source_hash", "executed_notebooks", "executed_summary"]
+__all__ = ["ROOT", "NOTEBOOKS", "OUT", "FULL_DRY_OUT", "source_hash", "executed_notebooks", "executed_summary"]
 
 
 def _inputs() -> list[Path]:
@@ -47,8 +49,9 @@ def _runner():
     return module
 
 
-def executed_notebooks(out: Path = OUT) -> dict[str, Path]:
-    """{notebook file name: executed copy} for every notebook, executing them in the smoke profile if needed."""
+def executed_notebooks(out: Path = OUT, profile: str = "smoke", dry_run: bool = False) -> dict[str, Path]:
+    """{notebook file name: executed copy} for every notebook, executing them in ``profile`` (as a dry run when
+    ``dry_run``) if needed."""
     from filelock import FileLock
 
     out = Path(out)
@@ -57,7 +60,8 @@ def executed_notebooks(out: Path = OUT) -> dict[str, Path]:
     with FileLock(str(out) + ".lock"):
         digest = source_hash()
         stamp = out / STAMP
-        fresh = stamp.is_file() and json.loads(stamp.read_text()).get("hash") == digest
+        wanted = {"hash": digest, "profile": profile, "dry_run": dry_run}
+        fresh = stamp.is_file() and all(json.loads(stamp.read_text()).get(k) == v for k, v in wanted.items())
         if not (fresh and all((out / nb.name).is_file() for nb in notebooks)):
             if out.exists():
                 shutil.rmtree(out)
@@ -68,19 +72,19 @@ def executed_notebooks(out: Path = OUT) -> dict[str, Path]:
             saved = os.environ.get("OMP_NUM_THREADS")
             os.environ["OMP_NUM_THREADS"] = "1"
             try:
-                outcomes = runner.run_all(notebooks, "smoke", out, runs_dir=out / "runs")
+                outcomes = runner.run_all(notebooks, profile, out, runs_dir=out / "runs", dry_run=dry_run)
             finally:
                 if saved is None:
                     os.environ.pop("OMP_NUM_THREADS", None)
                 else:
                     os.environ["OMP_NUM_THREADS"] = saved
             print(runner.summary_table(outcomes))
-            stamp.write_text(json.dumps({"hash": digest, "profile": "smoke", "runs_dir": str(out / "runs"),
+            stamp.write_text(json.dumps({**wanted, "runs_dir": str(out / "runs"),
                                          "notebooks": [vars(o) for o in outcomes]}, indent=1) + "\n")
     return {nb.name: out / nb.name for nb in notebooks}
 
 
-def executed_summary(out: Path = OUT) -> dict:
+def executed_summary(out: Path = OUT, profile: str = "smoke", dry_run: bool = False) -> dict:
     """The stamp of the last execution: hash, profile, runs folder and one outcome per notebook."""
-    executed_notebooks(out)
+    executed_notebooks(out, profile, dry_run)
     return json.loads((Path(out) / STAMP).read_text())

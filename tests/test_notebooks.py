@@ -16,7 +16,7 @@ from _executed import NOTEBOOKS, executed_notebooks, executed_summary
 
 SOURCES = sorted(NOTEBOOKS.glob("*.ipynb"))
 NAMES = [p.name for p in SOURCES]
-PARAMETERS = ("profile", "data_root", "dataset", "model", "device", "seed", "runs_dir")
+PARAMETERS = ("profile", "data_root", "dataset", "model", "device", "seed", "runs_dir", "dry_run")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 RUN_FILES = ("config.yaml", "log.csv", "log.json", "last.pt", "best.pt", "results.json")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from augmax_lib.train.config import (
@@ -314,3 +315,42 @@ def test_profile_per_model_and_ablation_budget_reach_only_their_configs(tmp_path
         bad.write_text(text)
         with pytest.raises(ConfigError, match=needle):
             load_config(CONFIGS / "cifar10" / "resnet18_normal.yaml", profile=str(bad))
+
+
+@pytest.mark.parametrize("path", PAPER_ROWS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_the_full_profile_is_each_paper_row_unchanged(path):
+    # `full` must stay the paper: a profile edit that shrinks it (epochs, width, batch, lr, fp32) fails here.
+    from augmax_lib.train.checkpoint import config_mismatches
+
+    assert config_mismatches(load_config(path), load_config(path, "full"), allowed=("profile",)) == []
+
+
+def test_what_full_means_for_the_main_cifar_row():
+    from augmax_lib.train.run_models import build_run_model
+
+    c = load_config(CONFIGS / "cifar10" / "resnet18_augmax_dubin.yaml", "full")
+    assert (c["train"]["epochs"], c["train"]["batch_size"], c["optim"]["lr"], c["optim"]["weight_decay"]) == \
+        (200, 256, 0.1, 5e-4)
+    assert (c["train"]["precision"], c["train"]["channels_last"], c["eval"]["images_per_set"]) == ("fp32", False, None)
+    assert (c["method"]["steps"], c["method"]["lam"], c["data"]["train_size"]) == (10, 10.0, None)
+    stem = next(m for m in build_run_model(c, 10).modules() if isinstance(m, torch.nn.Conv2d))
+    assert stem.out_channels == 64  # ResNet18 at its full width
+    i = load_config(CONFIGS / "imagenet" / "resnet18_augmax_dubin.yaml", "full")
+    assert (i["train"]["epochs"], i["train"]["batch_size"], i["data"]["image_size"]) == (90, 256, 224)
+
+
+@pytest.mark.parametrize("path", PAPER_ROWS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_a_dry_run_changes_only_amounts_and_only_lowers_them(path):
+    from augmax_lib.train.checkpoint import config_mismatches
+    from augmax_lib.train.dry_run import DRY_RUN_CAPS, with_dry_run
+
+    full = load_config(path, "full")
+    dry = load_config(path, "full", with_dry_run(path, "full"))
+    changed = {m.split(":")[0] for m in config_mismatches(full, dry, allowed=())}
+    assert changed <= set(DRY_RUN_CAPS), changed
+    for key in changed:
+        section, name = key.split(".")
+        before, after = full[section][name], dry[section][name]
+        assert after <= DRY_RUN_CAPS[key] and (before is None or after < before), key
+    assert (dry["model"], dry["method"], dry["optim"], dry["schedule"]) == \
+        (full["model"], full["method"], full["optim"], full["schedule"])

@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="further arguments of `evaluate --run` in every job, one string given with '=' "
                              "since it starts with a dash, e.g. --eval-args=\"--generate-corruptions --skip spatial\"")
     parser.add_argument("--out", default="runs", metavar="DIR", help="runs folder (default: runs)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="each job at its config's settings capped to a few steps and images (as train "
+                             "--dry-run): a check, in minutes, that a long sweep's every code path runs")
     parser.add_argument("--executor", default="local", choices=("local", "slurm", "debug"),
                         help="local: subprocesses on this machine; slurm: one job array; debug: in this process, "
                              "one after another (default: local)")
@@ -114,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise SweepError(f"--eval-args: cannot split {args.eval_args!r} into arguments as a shell would ({err})")
         if args.status:
-            specs = (plan(args.configs, args.seeds, args.out, args.profile, args.overrides, eval_args)
+            specs = (plan(args.configs, args.seeds, args.out, args.profile, args.overrides, eval_args, dry_run=args.dry_run)
                      if args.configs else recorded_specs(args.out))
             if not specs:
                 print(f"sweep --status: no jobs recorded in {args.out}/_sweep (name configs to list their jobs)")
@@ -122,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
             print(format_status(job_statuses(specs)))
             return 0
         if args.cancel:
-            specs = (plan(args.configs, args.seeds, args.out, args.profile, args.overrides, eval_args)
+            specs = (plan(args.configs, args.seeds, args.out, args.profile, args.overrides, eval_args, dry_run=args.dry_run)
                      if args.configs else recorded_specs(args.out))
             cancelled = cancel_jobs(specs)
             for label, job_id, how in cancelled:
@@ -149,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
                                extra=dict(args.slurm_arg))
         threads = args.threads or default_threads(args.executor, args.max_parallel, args.gpus_per_job,
                                                   tasks_per_job(options))
-        specs = plan(args.configs, args.seeds, args.out, args.profile, args.overrides, eval_args, threads)
+        specs = plan(args.configs, args.seeds, args.out, args.profile, args.overrides, eval_args, threads,
+                     dry_run=args.dry_run)
         print(f"sweep: {len(specs)} job(s) ({len(specs) // len(args.seeds)} config(s) x {len(args.seeds)} seed(s)) "
               f"into {args.out}, executor {args.executor}")
         report = launch(specs, args.executor, args.out, args.max_parallel, options)

@@ -5,6 +5,7 @@ Examples::
     python -m augmax_lib train --config configs/cifar10/resnet18_augmax_dubin.yaml --profile smoke
     python -m augmax_lib train --config configs/cifar10/resnet18_augmax_dubin.yaml --set train.epochs=50 --out runs/r18
     python -m augmax_lib train --config configs/cifar10/resnet18_augmax_dubin.yaml --out runs/r18 --resume
+    python -m augmax_lib train --config configs/imagenet/resnet18_augmax_dubin.yaml --profile full --dry-run
     torchrun --nproc_per_node=4 -m augmax_lib train --config configs/imagenet/resnet18_augmax_dubin.yaml
 """
 from __future__ import annotations
@@ -27,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue the run in --out from its last checkpoint (same config required)")
     parser.add_argument("--stop-after", type=int, default=None, metavar="N",
                         help="stop this session after N epochs (resume later with --resume)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="the config's own settings capped to 2 epochs of 2 steps of 16 images (and 256 training, "
+                             "32 validation images): every code path of a long run, in seconds on a CPU")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,8 +44,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.out and not args.resume:
             check_writable_folder(args.out, "--out")  # before the data is loaded, not at the first checkpoint
+        overrides = args.overrides
+        if args.dry_run:
+            from augmax_lib.train.dry_run import with_dry_run
+
+            overrides = with_dry_run(args.config, args.profile, overrides)
         run_dir = train(args.config, out=args.out, resume=args.resume, profile=args.profile,
-                        overrides=args.overrides, stop_after=args.stop_after)
+                        overrides=overrides, stop_after=args.stop_after)
     except (ConfigError, CheckpointError, RunDirError, InputError) as err:
         print(f"error: {one_line(err) if isinstance(err, ConfigError) else user_message(err)}", file=sys.stderr)
         return 2

@@ -41,12 +41,23 @@ def _load_profile(profile: str) -> dict:
     return load_profile(profile)
 
 
+# What a dry run keeps of the course section's amounts (each only lowered); steps, rows and models stay.
+# Two repeats: the timing tables report a spread.
+DRY_RUN_COURSE = {"images": 20, "embedding_images": 40, "exercise_images": 10, "corruption_timing_images": 32,
+                  "timing_batch": 32, "timing_repeats": 2, "step_batch": 8, "step_repeats": 2, "trajectory_images": 2,
+                  "synthetic_train_images": 320}
+
+
 class Course:
     """The ``course:`` section of a profile, as attributes (``setup.course.images``); a missing key is an error
-    that names the profile file and the key."""
+    that names the profile file and the key. ``dry_run`` caps its amounts (DRY_RUN_COURSE)."""
 
-    def __init__(self, values: dict, profile: str):
+    def __init__(self, values: dict, profile: str, dry_run: bool = False):
         self._values, self._profile = dict(values or {}), profile
+        if dry_run:
+            for key, cap in DRY_RUN_COURSE.items():
+                if key in self._values and (self._values[key] is None or self._values[key] > cap):
+                    self._values[key] = cap
 
     def __getattr__(self, key: str) -> Any:
         if key.startswith("_"):
@@ -116,6 +127,7 @@ class Setup:
     source: str = ""             # the data's source label, e.g. "CIFAR-10 (JPEG q75 mirror)"
     fallback_reason: str = ""    # why the synthetic set is used instead, when it is
     course: Course = None
+    dry_run: bool = False        # the profile's settings on a few images and steps (train.dry_run, DRY_RUN_COURSE)
     _sets: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -147,7 +159,31 @@ class Setup:
     @property
     def eval_images(self) -> Optional[int]:
         """Test images per set this profile evaluates on (its ``eval.images_per_set``; None: all)."""
-        return (_load_profile(self.profile).get("eval") or {}).get("images_per_set")
+        images = (_load_profile(self.profile).get("eval") or {}).get("images_per_set")
+        if self.dry_run:
+            from augmax_lib.train.dry_run import DRY_RUN_CAPS
+
+            images = min(images or DRY_RUN_CAPS["eval.images_per_set"], DRY_RUN_CAPS["eval.images_per_set"])
+        return images
+
+    def config(self, config, overrides=()) -> dict:
+        """The validated config of ``config`` (a name under configs/ or a path) as this notebook's runs use it:
+        its profile, data set, device, seed and ``overrides`` (and a dry run's caps)."""
+        from augmax_lib.train import load_config
+
+        path, _ = find_config(config)
+        return load_config(path, self.profile, self.run_overrides(path, [f"train.device={self.device}",
+                                                                        f"train.seed={self.seed}", *overrides]))
+
+    def run_overrides(self, config, overrides=()) -> list:
+        """The ``--set`` overrides of this notebook's run of ``config``: data set, data root, ``overrides`` and, in
+        a dry run, the caps that make it one."""
+        out = [*self.overrides, *overrides]
+        if self.dry_run:
+            from augmax_lib.train.dry_run import with_dry_run
+
+            out = with_dry_run(find_config(config)[0], self.profile, out)
+        return out
 
     @property
     def studies_shipped(self) -> bool:
@@ -157,7 +193,7 @@ class Setup:
     def run(self, config, *, evaluate: bool = False, overrides=(), progress: bool = True, cache=None) -> Run:
         """:func:`get_run` of ``config`` with this notebook's profile, data, device, seed and runs folder."""
         return get_run(config, profile=self.profile, runs_dir=self.runs_dir, seed=self.seed,
-                       overrides=[*self.overrides, *overrides], device=self.device, evaluate=evaluate,
+                       overrides=self.run_overrides(config, overrides), device=self.device, evaluate=evaluate,
                        progress=progress, cache=cache)
 
     def analysis_model(self, config: str, *, evaluate: bool = False) -> AnalysisModel:
@@ -239,12 +275,14 @@ def _find_problem(dataset: str, root) -> str:
 
 
 def resolve(profile: str = "quick", data_root=None, device=None, *, dataset: str = "cifar10", seed: int = 0,
-            runs_dir="runs", model: str = "resnet18", announce: bool = True) -> Setup:
+            runs_dir="runs", model: str = "resnet18", dry_run: bool = False, announce: bool = True) -> Setup:
     """Check the parameters cell and say in one loud block what this notebook runs on.
 
     ``profile``: a name under configs/profiles/ or a profile YAML path. ``device`` None or "auto" picks CUDA
     when available. When ``dataset`` is not found under ``data_root`` (or $AUGMAX_DATA), the procedurally drawn
     ``synthetic`` set is used instead, with a warning saying where we looked; its results say nothing about CIFAR.
+    ``dry_run``: the profile's settings (models, widths, methods, steps) on a few images and training steps, a
+    check that every code path of the profile runs; its numbers mean nothing.
     """
     from augmax_lib.train.config import ConfigError
 
@@ -252,7 +290,7 @@ def resolve(profile: str = "quick", data_root=None, device=None, *, dataset: str
     if profile not in known and not str(profile).endswith((".yaml", ".yml")):
         raise ValueError(f"profile: expected one of {', '.join(known)} (or a profile YAML path), got {profile!r}")
     try:
-        course = Course(_load_profile(str(profile)).get("course") or {}, str(profile))
+        course = Course(_load_profile(str(profile)).get("course") or {}, str(profile), dry_run=bool(dry_run))
     except ConfigError as err:
         raise ValueError(f"profile: {err}") from None
     root = str(Path(data_root).expanduser()) if data_root not in (None, "") else None
@@ -264,7 +302,7 @@ def resolve(profile: str = "quick", data_root=None, device=None, *, dataset: str
     # (Setup.overrides adds it), whether it was asked for or fallen back to.
     configs_of = "cifar10" if dataset == "synthetic" else dataset
     setup = Setup(str(profile), used, configs_of, root, dev, int(seed), str(runs_dir), model,
-                  fallback_reason=problem, course=course)
+                  fallback_reason=problem, course=course, dry_run=bool(dry_run))
     setup.source = setup.data("test").source
     if announce:
         _announce(setup)
@@ -275,6 +313,9 @@ def _announce(setup: Setup) -> None:
     lines = [f"profile: {setup.profile} | data: {setup.source} | device: {setup.device} | seed: {setup.seed} | "
              f"runs: {shown_path(Path(setup.runs_dir) / Path(setup.profile).stem)}/",
              profile_about(setup.profile), profile_facts(setup.profile)]
+    if setup.dry_run:
+        lines.insert(0, f"DRY RUN: the {setup.profile} profile's models, methods and steps on a few images and training "
+                        f"steps; a check that every code path runs, not a result")
     if setup.fallback:
         banner = ["!" * 100, f"!!! {setup.requested_dataset} NOT FOUND."]
         banner += [f"!!! {line}" for line in setup.fallback_reason.splitlines()]

@@ -35,9 +35,12 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corruptions", nargs="+", default=None, metavar="NAME",
                         help=f"evaluate only these corruptions (RA is then not the benchmark's): some of "
                              f"{', '.join(ALL_CORRUPTIONS)}")
-    parser.add_argument("--generate-corruptions", action="store_true", default=None,
+    parser.add_argument("--generate-corruptions", nargs="?", const=True, default=None, type=_auto,
+                        metavar="auto",
                         help="corrupt the test set on the fly with augmax_lib.corruptions instead of reading "
-                             "CIFAR-10-C style files (always so for the synthetic set)")
+                             "CIFAR-10-C style files (always so for the synthetic set); "
+                             "--generate-corruptions=auto: only where the published files are absent and the "
+                             "test set is held in memory (a sweep over data sets of every kind)")
     parser.add_argument("--no-generated-jpeg", dest="generated_jpeg", action="store_false", default=None,
                         help="skip the JPEG quality-85 round trip that generated Tiny-ImageNet-C and ImageNet-C "
                              "images get by default, as the published files were saved (recorded in results.json)")
@@ -72,11 +75,17 @@ def argument_problem(args: argparse.Namespace):
     return None
 
 
+def _auto(text: str) -> str:
+    if text != "auto":
+        raise argparse.ArgumentTypeError(f"expected no value or 'auto', got {text!r}")
+    return text
+
+
 def option_changes(args: argparse.Namespace) -> dict:
     """The EvalOptions fields that the parsed ``args`` set explicitly."""
     given = {"batch_size": args.batch_size, "skip": tuple(args.skip) if args.skip else None,
              "corruptions": tuple(args.corruptions) if args.corruptions else None,
-             "generate_corruptions": True if args.generate_corruptions else None,
+             "generate_corruptions": args.generate_corruptions or None,
              "spatial_k": args.spatial_k, "images_per_set": args.images_per_set, "subset_seed": args.subset_seed,
              "seed": args.seed, "progress": False if args.quiet else None}
     changes = {k: v for k, v in given.items() if v is not None}

@@ -87,9 +87,13 @@ def find_configs(paths) -> list:
     return unique
 
 
-def plan(configs, seeds, out, profile=None, overrides=(), eval_args=(), threads=None) -> list:
-    """One :class:`JobSpec` per (config, seed), each config checked now (a bad --set fails before anything runs)."""
+def plan(configs, seeds, out, profile=None, overrides=(), eval_args=(), threads=None, dry_run: bool = False) -> list:
+    """One :class:`JobSpec` per (config, seed), each config checked now (a bad --set fails before anything runs).
+
+    ``dry_run``: each job is its config capped to a few steps and images (augmax_lib.train.dry_run).
+    """
     from augmax_lib.train import ConfigError
+    from augmax_lib.train.dry_run import dry_run_overrides
 
     if not seeds:
         raise SweepError("--seeds: expected at least one seed")
@@ -105,16 +109,18 @@ def plan(configs, seeds, out, profile=None, overrides=(), eval_args=(), threads=
     for config in find_configs(configs):
         base = JobSpec(str(config), "", seeds[0], "", "", profile, tuple(overrides), tuple(eval_args), threads)
         try:
-            name = expected_config(base)["name"]
+            expected = expected_config(base)
         except ConfigError as err:
             raise SweepError(f"{config}: {err}") from None
+        name = expected["name"]
+        config_overrides = tuple(overrides) + (tuple(dry_run_overrides(expected)) if dry_run else ())
         if name in names:
             raise SweepError(f"configs {names[name]} and {config} have the same name {name!r} (their runs would share "
                              f"{out / name}); give one another name")
         names[name] = config
         for seed in seeds:
             specs.append(JobSpec(str(config), name, int(seed), str(out / name / f"seed{seed}"),
-                                 str(record_dir(out, name, seed)), profile, tuple(overrides), tuple(eval_args),
+                                 str(record_dir(out, name, seed)), profile, config_overrides, tuple(eval_args),
                                  threads))
     return specs
 
