@@ -19,7 +19,10 @@ DRY_RUN_CAPS = {
     "data.train_size": 256,
     "data.val_size": 32,
     "eval.images_per_set": 16,
+    "train.checkpoint_every_steps": 1,   # a config that checkpoints inside epochs does so at every dry step
 }
+# Capped only when the config sets them: no validation split stays none, no checkpoint inside epochs stays so.
+_ONLY_WHEN_SET = ("data.val_size", "train.checkpoint_every_steps")
 
 
 def _get(config: Mapping, key: str):
@@ -33,12 +36,12 @@ def dry_run_overrides(config: Mapping) -> list:
     """``key=value`` overrides that cap ``config`` (a validated config) to a dry run; [] for what is already small.
 
     A value of null (every training image, the whole test set, the whole epoch) is capped too; a validation split
-    of 0 stays 0.
+    of 0 and checkpoints after whole epochs only stay as they are.
     """
     out = []
     for key, cap in DRY_RUN_CAPS.items():
         value = _get(config, key)
-        if key == "data.val_size" and not value:
+        if key in _ONLY_WHEN_SET and not value:
             continue
         if value is None or value > cap:
             out.append(f"{key}={cap}")
