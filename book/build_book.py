@@ -9,7 +9,9 @@
    came from (read from the notebook's own `profile: ... | data: ...` line, else papermill's parameters).
 3. Copies require.js, the widget manager and MathJax from their pinned npm packages into the staged
    `book/_static/vendor` (book/fetch_assets.py), so that no page loads anything from a CDN.
-4. Runs `jupyter-book build` with warnings as errors (`-W --keep-going`); HTML in OUT/_build/html.
+4. Exports the live models of notebook 3 (the shipped long-profile models as ONNX files, with the
+   onnxruntime-web files) into the staged `book/_static/live`, each file's sha256 in its manifest.json.
+5. Runs `jupyter-book build` with warnings as errors (`-W --keep-going`); HTML in OUT/_build/html.
 """
 from __future__ import annotations
 
@@ -158,6 +160,12 @@ def stage(executed: Path, src: Path) -> dict[str, dict]:
                          "run `make notebooks` (book/run_notebooks.py) first")
     staged = {nb.name: stage_notebook(nb, src / "notebooks" / nb.name) for nb in notebooks}
     fetch_assets.copy_to(src / "book" / "_static")
+    # The live models of notebook 3: ONNX files of the shipped models, their sha256 in _static/live/manifest.json.
+    from augmax_lib.course.live_models import export_for_book
+
+    manifest = export_for_book(src / "book" / "_static")
+    print(f"live models: {', '.join(m['file'] + ' ' + m['sha256'][:12] for m in manifest['models'].values())}",
+          file=sys.stderr)
     return staged
 
 

@@ -1,4 +1,4 @@
-"""Fetch the scripts the book serves itself (require.js, the widget manager, MathJax) from npm.
+"""Fetch the scripts the book serves itself (require.js, the widget manager, MathJax, onnxruntime-web) from npm.
 
     python book/fetch_assets.py            # into book/node_modules (skipped when already there)
     python book/fetch_assets.py --static D # and copy the files a page loads into D/vendor
@@ -33,6 +33,10 @@ SERVED = {
     "@jupyter-widgets/html-manager": [("dist/embed-amd.js", "embed-amd.js"),
                                       *[(f"dist/*.{ext}", "html-manager") for ext in
                                         ("woff2", "woff", "ttf", "eot", "svg")]],
+    # The live models of notebook 3: the WebAssembly build (one thread, no WebGPU), its loader and binary.
+    "onnxruntime-web": [("dist/ort.wasm.min.js", "ort/ort.wasm.min.js"),
+                        ("dist/ort-wasm-simd-threaded.mjs", "ort/ort-wasm-simd-threaded.mjs"),
+                        ("dist/ort-wasm-simd-threaded.wasm", "ort/ort-wasm-simd-threaded.wasm")],
     "mathjax": [("es5/tex-mml-chtml.js", "mathjax/tex-mml-chtml.js"),
                 ("es5/input", "mathjax/input"),
                 ("es5/output/chtml", "mathjax/output/chtml"),

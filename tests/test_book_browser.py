@@ -215,3 +215,94 @@ def test_screenshots_of_the_landing_page_and_a_widget_page(site, scheme):
             colour = page.evaluate("""() => getComputedStyle(document.querySelector('main p, article p')).color""")
             rgb = [int(v) for v in colour[colour.index("(") + 1:colour.index(")")].split(",")[:3]]
             assert sum(rgb) / 3 > 150, f"{path}: body text {colour} is too dark for the dark theme"
+
+
+# ------------------------------------------------------------------- "AugMax by hand": the models in the page
+LIVE_PAGE = "notebooks/03_augmax.html"
+
+
+def _live_ready(page):
+    page.wait_for_function("() => { const e = document.querySelector('.augmax-live'); return e && e.dataset.ready; }",
+                           timeout=180_000)
+    state = page.eval_on_selector(".augmax-live", "e => e.dataset.ready")
+    assert state == "1", page.inner_text(".augmax-live-status")
+
+
+def _floats(b64: str, shape):
+    import base64
+
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.frombuffer(base64.b64decode(b64), dtype="<f4").copy()).reshape(shape)
+
+
+def test_the_live_models_give_pytorchs_probabilities_respond_to_sliders_and_are_fast(site):
+    import json
+
+    import torch
+
+    from augmax_lib.course import live_models
+    from augmax_lib.models.pretrained import load_pretrained
+
+    tab = site["tab"]()
+    page = tab.open(LIVE_PAGE)
+    _live_ready(page)
+    data = json.loads(page.eval_on_selector(".augmax-live-data", "e => e.textContent"))
+    c, h, w = data["shape"]
+    image, chains = _floats(data["image"], (c, h, w)), _floats(data["chains"], (data["k"], c, h, w))
+    models = {label: load_pretrained(name) for label, name in live_models.LIVE_MODELS.items()}
+    # Exactness: for the same mixed image, the page's probabilities are PyTorch's (to 1e-3).
+    answer = data["answers"]["AugMax-DuBIN"]
+    for m, weights in ((0.0, [1, 1, 1]), (0.7, [0.2, 0.3, 0.5]), (1.0, [1, 0, 0]), (answer["m"], answer["w"])):
+        got = page.evaluate("async ([m, w]) => (await document.querySelector('.augmax-live').augmaxLive"
+                            ".setMix(m, w)).probs", [m, weights])
+        x = live_models.mix(image, chains, m, weights)
+        for label, model in models.items():
+            with torch.no_grad():
+                expected = torch.softmax(model(x[None]), 1)[0]
+            gap = float((torch.tensor(got[label]) - expected).abs().max())
+            assert gap < 1e-3, f"{label} at m={m}, w={weights}: the page's probabilities differ by {gap}"
+    frames = data["corruptions"]
+    name = sorted(frames)[0]
+    got = page.evaluate("async (n) => (await document.querySelector('.augmax-live').augmaxLive.setCorruption(n, 5))"
+                        ".probs", name)
+    import base64
+
+    import numpy as np
+
+    pixels = torch.from_numpy(np.frombuffer(base64.b64decode(frames[name]), np.uint8).copy()).reshape(5, c, h, w)
+    with torch.no_grad():
+        expected = torch.softmax(models["Normal"](pixels[4:5].float() / 255), 1)[0]
+    assert float((torch.tensor(got["Normal"]) - expected).abs().max()) < 1e-3
+    # Moving a slider with the keyboard changes what is shown.
+    shown = "() => [...document.querySelectorAll('.augmax-live-models')[0].querySelectorAll('ol')].map(o => o.dataset.probs)"
+    before = page.evaluate(shown)
+    page.locator(".augmax-live-m").focus()
+    for _ in range(25):
+        page.keyboard.press("ArrowLeft")
+    page.wait_for_function(f"(b) => JSON.stringify(({shown})()) !== JSON.stringify(b)", arg=before, timeout=10_000)
+    # Speed: one prediction of all three models, median of 15.
+    ms = page.evaluate("async () => document.querySelector('.augmax-live').augmaxLive.time(15)")
+    assert ms < 100, f"one prediction of the three models takes {ms:.0f} ms in the page"
+    # The page states what the live models add to its weight, and that is what the files weigh.
+    html = site["book"].html
+    files = [*(html / "_static" / "live").glob("*.onnx"),
+             *[html / "_static" / "vendor" / "ort" / f for f in live_models.RUNTIME_FILES]]
+    stated = int(page.eval_on_selector(".augmax-live-weight", "e => e.dataset.bytes"))
+    assert stated == sum(f.stat().st_size for f in files)
+    assert f"{stated / 1e6:.1f} MB" in page.inner_text(".augmax-live-weight")
+    assert not tab.blocked and not tab.errors, (tab.blocked, tab.errors)
+
+
+def test_the_live_models_run_from_a_folder_on_disk(site):
+    # Opened as file:// (no server at all), the page loads every file as a script and still runs the models.
+    page = site["tab"]().context.new_page()
+    try:
+        page.goto((site["book"].html / LIVE_PAGE).as_uri(), wait_until="load")
+        _live_ready(page)
+        probs = page.evaluate("async () => (await document.querySelector('.augmax-live').augmaxLive"
+                              ".setMix(0.5, [1, 1, 1])).probs")
+        assert all(abs(sum(p) - 1) < 1e-4 for p in probs.values())
+    finally:
+        page.close()
