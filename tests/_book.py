@@ -59,7 +59,8 @@ def _stamp(executed: Path) -> str:
                      and "__pycache__" not in p.parts)
     inputs += sorted((ROOT / "augmax_lib").rglob("*.py"))  # the API reference is built from the docstrings
     inputs += sorted((ROOT / "augmax_lib").rglob("*.js"))  # the live-models widget
-    inputs += sorted((ROOT / "augmax_lib" / "models" / "weights").rglob("*"))  # exported for the live models
+    weights = ROOT / "augmax_lib" / "models" / "weights"  # exported for the live models
+    inputs += sorted(p for p in weights.rglob("*") if p.is_file())
     for path in inputs:
         digest.update(str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path).encode())
         digest.update(path.read_bytes())
