@@ -433,20 +433,24 @@ def _fill(result: CellResult, records, allow_mixed_commits: bool) -> CellResult:
 
 def build_tables(records, allow_mixed_commits: bool = False) -> list:
     """One :class:`TableResult` per poster table, its cells filled from ``records`` by the rule above, then one per
-    (poster table, other data set) that runs were trained on, labelled with that data set (no poster numbers)."""
+    (poster table, other data set) that holds a run no poster table holds, labelled with that data set (no poster
+    numbers)."""
     records = list(records)
     out = []
     for t in TABLES:
         cells = [_fill(CellResult(t.key, row.labels, col, row.cells[col], dataset=row.cells[col].dataset), records,
                        allow_mixed_commits) for row in t.rows for col in t.columns]
         out.append(TableResult(t.key, t.title, t.row_headers, t.columns, dict(t.column_labels), t.note, cells))
+    # A table on another data set is made only for runs that no poster table holds: the CIFAR-10 trio fills the
+    # CIFAR-10 table and does not make a "CIFAR-100 table on CIFAR-10" that repeats it.
+    placed = {id(r) for table in out for c in table.cells for r in c.runs}
     for t in TABLES:
         poster_data = {c.dataset for row in t.rows for c in row.cells.values()}
         others = sorted({r.train_dataset for r in records} - poster_data)
         for dataset in others:
             cells = [_fill(CellResult(f"{t.key}@{dataset}", row.labels, col, row.cells[col], dataset=dataset),
                            records, allow_mixed_commits) for row in t.rows for col in t.columns]
-            if not any(c.runs for c in cells):
+            if not any(id(r) not in placed for c in cells for r in c.runs):
                 continue
             source = sorted({r.train_data for c in cells for r in c.runs})
             out.append(TableResult(

@@ -327,3 +327,17 @@ def test_a_run_without_a_recorded_profile_is_matched_to_the_profile_that_gives_i
     record.profile = None  # an old run: neither sweep.json nor its config says which profile made it
     record.config = {k: v for k, v in record.config.items() if k != "profile"}
     assert run_profile(record) == "smoke"
+
+
+def test_runs_in_a_table_of_their_own_data_set_are_not_repeated_under_another_tables_title(tmp_path):
+    # The CIFAR-10 main trio fills the CIFAR-10 table; the CIFAR-100 main table's cells match the same model and
+    # method, but a "CIFAR-100 table on CIFAR-10" would only repeat those runs.
+    for seed in (0, 1):
+        _write_run(tmp_path, "cifar10_resnet18_normal", seed, 41.0 + seed, 30.0)
+    tables = build_tables(collect_runs([tmp_path]))
+    assert _cells(tables, "cifar10")[("ResNet18 Normal", "SA")].n == 2
+    assert not [t.key for t in tables if "@" in t.key]
+    # A run no poster table holds still gets its table on its own data set, beside the repeated ones.
+    _write_run(tmp_path, "ablation_strategy_cifar100_resnet18_fat", 0, 30.0, 25.0, overrides=["data.dataset=cifar10"])
+    tables = build_tables(collect_runs([tmp_path]))
+    assert "table10@cifar10" in [t.key for t in tables]

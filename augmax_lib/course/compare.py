@@ -118,7 +118,8 @@ def pick_dataset(wanted: str, root=None, fallbacks=("cifar10", "synthetic")) -> 
         try:
             load_dataset(name, "test", root=root)
         except DatasetNotFoundError as err:
-            missing.append(f"{name} ({str(err).splitlines()[0]})")
+            # The error's first line up to where it names the data root: no path of this machine on the page.
+            missing.append(f"{name} ({str(err).splitlines()[0].split(' (data root')[0]})")
             continue
         if name == wanted:
             return name, ""
