@@ -81,6 +81,8 @@ def run_all(notebooks: list[Path], profile: str, out: Path, runs_dir: Optional[P
     # No progress bars in the saved pages: in a kernel each is a widget, and papermill keeps the state of every
     # widget it saw (closed ones too). The kernel inherits this process's environment; a user's value is kept.
     os.environ.setdefault("AUGMAX_PROGRESS", "off")
+    # The book serves the live models from _static: their widget need not embed them (live_models.in_book_build).
+    os.environ["AUGMAX_BOOK_BUILD"] = "1"
     out.mkdir(parents=True, exist_ok=True)
     runs_dir = Path(runs_dir).resolve() if runs_dir is not None else (ROOT / "runs").resolve()
     parameters = {"profile": profile, "runs_dir": str(runs_dir)}

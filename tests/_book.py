@@ -58,7 +58,7 @@ def _stamp(executed: Path) -> str:
     inputs += sorted(p for p in (ROOT / "book").rglob("*") if p.is_file() and "node_modules" not in p.parts
                      and "__pycache__" not in p.parts)
     inputs += sorted((ROOT / "augmax_lib").rglob("*.py"))  # the API reference is built from the docstrings
-    inputs += sorted((ROOT / "augmax_lib").rglob("*.js"))  # the live-models widget
+    inputs += sorted(p for ext in ("*.js", "*.css", "*.json") for p in (ROOT / "augmax_lib" / "course").glob(ext))
     weights = ROOT / "augmax_lib" / "models" / "weights"  # exported for the live models
     inputs += sorted(p for p in weights.rglob("*") if p.is_file())
     for path in inputs:

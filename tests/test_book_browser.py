@@ -306,3 +306,82 @@ def test_the_live_models_run_from_a_folder_on_disk(site):
         assert all(abs(sum(p) - 1) < 1e-4 for p in probs.values())
     finally:
         page.close()
+
+
+def test_the_live_models_run_in_a_notebooks_output_with_the_pinned_runtime(site, tmp_path):
+    # In JupyterLab or Colab the output carries the ONNX files and loads onnxruntime-web from the CDN, checking
+    # each file's sha256. Here a local folder with the book's vendored copy stands in for the CDN (no network).
+    import hashlib
+    import json
+
+    import torch
+
+    from augmax_lib.course import live_models
+    from augmax_lib.models.pretrained import load_pretrained
+
+    vendored = site["book"].html / "_static" / "vendor" / "ort"
+    for name, sha in live_models.ORT_RUNTIME["files"].items():  # the pins are the book's copy of the runtime
+        assert hashlib.sha256((vendored / name).read_bytes()).hexdigest() == sha, name
+    lock = json.loads((Path(__file__).parents[1] / "book" / "package-lock.json").read_text())
+    assert lock["packages"]["node_modules/onnxruntime-web"]["version"] == live_models.ORT_RUNTIME["version"]
+    assert f"onnxruntime-web@{live_models.ORT_RUNTIME['version']}/" in live_models.ORT_RUNTIME["cdn"]
+    shutil.copytree(vendored, tmp_path / "cdn")
+    g = torch.Generator().manual_seed(0)
+    image, chains = torch.rand(3, 32, 32, generator=g), torch.rand(3, 3, 32, 32, generator=g)
+    answers = {label: {"m": 0.3, "w": [0.2, 0.3, 0.5]} for label in live_models.LIVE_MODELS}
+    frames = {"fog": (torch.rand(5, 3, 32, 32, generator=g) * 255).to(torch.uint8)}
+    output = live_models.by_hand(image, chains, [f"class {i}" for i in range(10)], answers, frames,
+                                 embed_models=True, runtime_url="cdn/")
+    # A page like a notebook's output area: no book around it (no data-content_root, no _static).
+    (tmp_path / "notebook.html").write_text(f"<!doctype html><html><body>{output.data}</body></html>")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(_QuietHandler, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    page = site["tab"]().context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/notebook.html", wait_until="load")
+        _live_ready(page)
+        got = page.evaluate("async () => (await document.querySelector('.augmax-live').augmaxLive"
+                            ".setMix(0.7, [0.2, 0.3, 0.5])).probs")
+        x = live_models.mix(image, chains, 0.7, [0.2, 0.3, 0.5])
+        for label, name in live_models.LIVE_MODELS.items():
+            with torch.no_grad():
+                expected = torch.softmax(load_pretrained(name)(x[None]), 1)[0]
+            assert float((torch.tensor(got[label]) - expected).abs().max()) < 1e-3, label
+        assert "checked against its pinned sha256" in page.inner_text(".augmax-live-weight")
+        assert not errors, errors
+    finally:
+        page.close()
+        server.shutdown()
+
+
+def test_a_notebooks_widget_refuses_a_runtime_file_that_is_not_the_pinned_one(site, tmp_path):
+    import torch
+
+    from augmax_lib.course import live_models
+
+    vendored = site["book"].html / "_static" / "vendor" / "ort"
+    shutil.copytree(vendored, tmp_path / "cdn")
+    with open(tmp_path / "cdn" / "ort.wasm.min.js", "a") as f:
+        f.write("\n// changed\n")
+    image, chains = torch.zeros(3, 32, 32), torch.zeros(3, 3, 32, 32)
+    output = live_models.by_hand(image, chains, [str(i) for i in range(10)],
+                                 {label: {"m": 0.5, "w": [1, 1, 1]} for label in live_models.LIVE_MODELS},
+                                 {"fog": torch.zeros(5, 3, 32, 32, dtype=torch.uint8)}, embed_models=True,
+                                 runtime_url="cdn/")
+    (tmp_path / "notebook.html").write_text(f"<!doctype html><html><body>{output.data}</body></html>")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(_QuietHandler, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    page = site["tab"]().context.new_page()
+    try:
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/notebook.html", wait_until="load")
+        page.wait_for_function("() => document.querySelector('.augmax-live').dataset.ready", timeout=60_000)
+        assert page.eval_on_selector(".augmax-live", "e => e.dataset.ready") == "error"
+        assert "ort.wasm.min.js: its sha256 is not the pinned one" in page.inner_text(".augmax-live-status")
+        assert page.evaluate("() => window.ort === undefined")  # the changed file never ran
+    finally:
+        page.close()
+        server.shutdown()

@@ -7,15 +7,18 @@ sliders to what ``augmax_attack`` found against that model. A second panel shows
 a chosen severity (frames computed here) with the three models' live predictions.
 
 In the built book the page fetches the ONNX files and the runtime from ``_static`` (``export_for_book`` puts
-them there with their sha256 in ``live/manifest.json``; the page checks each hash). Where the page has no such
-files (a notebook in JupyterLab or Colab) the widget says so and :func:`kernel_predictions` gives the same
-numbers from the kernel.
+them there with their sha256 in ``live/manifest.json``; the page checks each hash), also opened from disk. In a
+notebook (JupyterLab, Colab) ``by_hand(..., embed_models=True)`` puts the ONNX files in the output itself and the
+page loads the runtime from the CDN at the version the book vendors, each file checked against the sha256 in
+``ort_runtime.json``. :func:`kernel_predictions` gives the same numbers from the kernel.
 """
 from __future__ import annotations
 
 import base64
 import html
 import json
+import os
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -23,7 +26,8 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-__all__ = ["LIVE_MODELS", "RUNTIME_FILES", "export_for_book", "by_hand", "mix", "kernel_predictions"]
+__all__ = ["LIVE_MODELS", "ORT_RUNTIME", "RUNTIME_FILES", "export_for_book", "by_hand", "in_book_build", "mix",
+           "kernel_predictions"]
 
 # Label on the page -> shipped model (augmax_lib.models.pretrained, collection "long").
 LIVE_MODELS = {"Normal": "cifar10_resnet18_normal", "AugMix": "cifar10_resnet18_augmix",
@@ -31,6 +35,10 @@ LIVE_MODELS = {"Normal": "cifar10_resnet18_normal", "AugMix": "cifar10_resnet18_
 # The files of onnxruntime-web a page loads (book/fetch_assets.py copies them into _static/vendor/ort).
 RUNTIME_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 _JS = Path(__file__).with_name("live_models.js")
+_CSS = Path(__file__).with_name("live_models.css")
+# onnxruntime-web's files as the book vendors them (book/package-lock.json), with each file's sha256: what a
+# notebook's widget loads from the CDN and checks.
+ORT_RUNTIME = json.loads(Path(__file__).with_name("ort_runtime.json").read_text())
 
 
 def _sha256(path: Path) -> str:
@@ -105,13 +113,36 @@ def _u8(t: torch.Tensor) -> str:
     return base64.b64encode(np.ascontiguousarray(t.detach().cpu().numpy().astype(np.uint8)).tobytes()).decode()
 
 
+def _embedded_models(collection: str = "long") -> dict:
+    """The live models as ONNX files in base64, with each file's sha256 (for a widget in a notebook)."""
+    from augmax_lib.models.onnx_export import export_onnx
+    from augmax_lib.models.pretrained import load_pretrained
+
+    out = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for label, name in LIVE_MODELS.items():
+            path = export_onnx(load_pretrained(name, collection), Path(folder) / f"{name}.onnx", half_weights=True)
+            out[label] = {"file": path.name, "sha256": _sha256(path), "bytes": path.stat().st_size,
+                          "b64": base64.b64encode(path.read_bytes()).decode()}
+    return out
+
+
+def in_book_build() -> bool:
+    """Whether this kernel runs for the book's build (book/run_notebooks.py), where the page serves the models."""
+    return os.environ.get("AUGMAX_BOOK_BUILD") == "1"
+
+
 def by_hand(image: torch.Tensor, chains: torch.Tensor, class_names: Sequence[str], answers: Mapping[str, dict],
-            corruptions: Mapping[str, torch.Tensor], *, title: str = "", start: Optional[dict] = None):
+            corruptions: Mapping[str, torch.Tensor], *, title: str = "", start: Optional[dict] = None,
+            embed_models: Optional[bool] = None, runtime_url: Optional[str] = None):
     """The widget as an IPython HTML object.
 
     ``image``: (3, H, W) float in [0, 1]; ``chains``: its (3, 3, H, W) AugMix chains; ``answers``: for each model
     label of LIVE_MODELS, ``{"m": float, "w": [3 floats]}`` found by the attack; ``corruptions``: name -> (5, 3,
     H, W) uint8, the image at severities 1-5; ``start``: the sliders' first position (default m 0.5, equal w).
+    ``embed_models``: put the ONNX files (5.2 MB, 6.9 MB as base64) in the output, so the widget runs in JupyterLab or Colab;
+    None: unless the book's build runs this kernel. ``runtime_url``: where such a widget loads onnxruntime-web
+    (default: the CDN, ``ORT_RUNTIME["cdn"]``); every file is checked against ``ORT_RUNTIME``'s sha256.
     """
     from IPython.display import HTML
 
@@ -127,8 +158,12 @@ def by_hand(image: torch.Tensor, chains: torch.Tensor, class_names: Sequence[str
         "corruptions": {name: _u8(frames) for name, frames in corruptions.items()},
         "start": start or {"m": 0.5, "w": [1.0] * int(chains.shape[0])},
     }
+    if embed_models if embed_models is not None else not in_book_build():
+        data["embedded"] = {"models": _embedded_models(),
+                            "runtime": {"base": runtime_url or ORT_RUNTIME["cdn"], "files": ORT_RUNTIME["files"]}}
     wid = f"augmax-live-{uuid.uuid4().hex[:8]}"
     payload = json.dumps(data).replace("</", "<\\/")
-    return HTML(f'<div class="augmax-live" id="{wid}"><p class="augmax-live-title">{html.escape(title)}</p>'
+    return HTML(f'<style>{_CSS.read_text()}</style>'
+                f'<div class="augmax-live" id="{wid}"><p class="augmax-live-title">{html.escape(title)}</p>'
                 f'<script type="application/json" class="augmax-live-data">{payload}</script>'
                 f'<script>{_JS.read_text()}\naugmaxLive("{wid}");</script></div>')
