@@ -85,11 +85,13 @@ def run_all(notebooks: list[Path], profile: str, out: Path, runs_dir: Optional[P
     os.environ["AUGMAX_BOOK_BUILD"] = "1"
     out.mkdir(parents=True, exist_ok=True)
     runs_dir = Path(runs_dir).resolve() if runs_dir is not None else (ROOT / "runs").resolve()
-    parameters = {"profile": profile, "runs_dir": str(runs_dir)}
+    # The kernel runs in the checkout (cwd below): a folder inside it is passed relative, so that the executed
+    # notebooks, which the book offers for download, name no path of the building machine.
+    parameters = {"profile": profile, "runs_dir": _as_passed(runs_dir)}
     if device:
         parameters["device"] = device
     if data_root:
-        parameters["data_root"] = str(data_root)
+        parameters["data_root"] = _as_passed(Path(data_root).resolve())
     if dry_run:
         parameters["dry_run"] = True
     outcomes = []
@@ -111,6 +113,11 @@ def run_all(notebooks: list[Path], profile: str, out: Path, runs_dir: Optional[P
         tail = f"  FAILED at {outcome.error}" if outcome.error else ""
         log(f"[{number}/{len(notebooks)}] {nb.name}: {outcome.status} in {outcome.seconds:.1f} s{tail}", flush=True)
     return outcomes
+
+
+def _as_passed(folder: Path) -> str:
+    """``folder`` relative to the checkout when it lies inside it, else absolute."""
+    return str(folder.relative_to(ROOT)) if folder.is_relative_to(ROOT) else str(folder)
 
 
 def finished_runs(folder: Path) -> set:
