@@ -518,8 +518,11 @@ def render_markdown(tables, roots=(), show_empty: bool = False, records=()) -> s
     ``records``, when given, adds a list of the runs whose configs fill no cell (e.g. AugMix's own recipe).
     """
     count = len({str(r.run_dir) for t in tables for c in t.cells for r in c.runs})
+    evaluated = len({str(r.run_dir) for r in records if r.evaluation is not None} | {
+        str(r.run_dir) for t in tables for c in t.cells for r in c.runs})
+    runs = f"{count} evaluated run(s)" if evaluated == count else f"{evaluated} evaluated run(s), {count} of them in the tables"
     lines = ["# AugMax reproduction: our runs beside the poster", "",
-             f"Made by `python -m augmax_lib tables` from {count} evaluated run(s)"
+             f"Made by `python -m augmax_lib tables` from {runs}"
              + (f" in {', '.join(f'`{r}`' for r in roots)}" if roots else "") + ". "
              "Each cell: mean ± sample standard deviation over seeds (n = seeds); *paper* is the poster's number "
              "(augmax_lib/paper_numbers.py); *diff* = ours - paper. Cells whose runs differ in profile, data, "

@@ -132,7 +132,8 @@ def with_seed_spread(effect: Effect, seed_sd: float, seeds: int = 1, what: str =
     adds: each run's seed-to-seed sd ``seed_sd`` (measured elsewhere, ``what`` says where), for ``seeds`` runs
     per side."""
     extra = 2 * float(seed_sd) ** 2 / seeds
-    where = f", plus the seed-to-seed sd {seed_sd:.1f} {effect.unit} of {what}" if what else ""
+    where = (f" ({effect.se:.1f} from the images alone) and the seed-to-seed sd {seed_sd:.1f} {effect.unit} of "
+             f"{what}, for each run" if what else "")
     return replace(effect, se=math.sqrt(effect.se ** 2 + extra), over=effect.over + where, df=None)
 
 
