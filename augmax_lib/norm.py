@@ -14,7 +14,8 @@ from typing import Dict, Iterator
 import torch
 from torch import nn
 
-__all__ = ["ROUTES", "NORMS", "DuBN", "DuBIN", "IBN", "make_norm", "route", "dual_layers", "running_variances"]
+__all__ = ["ROUTES", "NORMS", "DuBN", "DuBIN", "IBN", "make_norm", "route", "eval_mode", "dual_layers",
+           "running_variances"]
 
 ROUTES = ("M", "A")
 NORMS = ("bn", "ibn", "dubn", "dubin")
@@ -138,6 +139,19 @@ def route(model: nn.Module, which: str):
     finally:
         for layer, old in zip(layers, previous):
             layer.route = old
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Every module in eval mode and every dual norm on route "M"; the previous modes come back on exit."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with route(model, "M"):
+            yield model
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def running_variances(model: nn.Module) -> Dict[str, Dict[str, torch.Tensor]]:

@@ -58,7 +58,8 @@ def _failure_line(err: Exception) -> str:
 
 
 def hide_injected_parameters(path: Path) -> None:
-    """Tag papermill's injected-parameters cell ``remove-cell`` (the tagged parameters cell stays visible)."""
+    """Tag papermill's injected-parameters cell ``remove-cell`` (the tagged parameters cell stays visible), and
+    name the input and output in papermill's metadata relative to the checkout (the book offers the file)."""
     import nbformat
 
     if not path.exists():
@@ -68,6 +69,10 @@ def hide_injected_parameters(path: Path) -> None:
         tags = cell.get("metadata", {}).get("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
             tags.append("remove-cell")
+    papermill = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if papermill.get(key):
+            papermill[key] = _as_passed(Path(papermill[key]).resolve())
     nbformat.write(nb, path)
 
 

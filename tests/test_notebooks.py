@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from _executed import NOTEBOOKS, executed_notebooks, executed_summary
+from _executed import NOTEBOOKS, ROOT, executed_notebooks, executed_summary
 
 SOURCES = sorted(NOTEBOOKS.glob("*.ipynb"))
 NAMES = [p.name for p in SOURCES]
@@ -172,6 +172,9 @@ def test_no_path_of_the_building_machine_in_any_output(executed, name):
                 text = "".join(text) if isinstance(text, list) else str(text)
                 found += [f"cell {i}: {m.group(0)}" for m in MACHINE_PATH.finditer(text)]
     assert not found, f"{name}: {found[:5]}"
+    # The book offers the executed file for download: its sources and metadata name no checkout either.
+    raw = executed[name].read_text()
+    assert str(ROOT) not in raw, f"{name}: {raw[max(0, raw.index(str(ROOT)) - 80):raw.index(str(ROOT)) + 80]}"
 
 
 @pytest.mark.slow

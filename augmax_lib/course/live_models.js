@@ -174,6 +174,13 @@ function augmaxLive(id) {
       "(onnxruntime-web) came from " + rt.base + ", each file checked against its pinned sha256.";
     weight.dataset.bytes = String(total);
   };
+  // The sessions are ready: show both panels' predictions and the time of one prediction.
+  const live = async (where) => {
+    await update(); await updateCorruption();
+    const ms = await api.time(3);
+    status.textContent = "Live: the three models run in this " + where + " (one prediction of all three: " + ms.toFixed(0) + " ms).";
+    root.dataset.ready = "1";
+  };
   let manifest = null;
   api.ready = (async () => {
     if (contentRoot === undefined) {
@@ -181,11 +188,7 @@ function augmaxLive(id) {
         "with live_models.by_hand(..., embed_models=True); augmax_lib.course.live_models.kernel_predictions gives " +
         "the same numbers from the kernel");
       await inNotebook(data.embedded);
-      await update(); await updateCorruption();
-      const ms = await api.time(3);
-      status.textContent = "Live: the three models run in this output (one prediction of all three: " + ms.toFixed(0) + " ms).";
-      root.dataset.ready = "1";
-      return;
+      return live("output");
     }
     const base = contentRoot + "_static/";
     if (fromDisk) { await loadScript(base + "live/manifest.json.js"); manifest = window.AUGMAX_LIVE_MANIFEST; }
@@ -213,10 +216,7 @@ function augmaxLive(id) {
       (sum(manifest.runtime) / 1e6).toFixed(1) + " MB, the three ONNX files " + (sum(manifest.models) / 1e6).toFixed(1) +
       " MB" + (fromDisk ? ", as base64 scripts, since a page opened from disk may not fetch files" : "") + "), loaded once.";
     weight.dataset.bytes = String(total);
-    await update(); await updateCorruption();
-    const ms = await api.time(3);
-    status.textContent = "Live: the three models run in this page (one prediction of all three: " + ms.toFixed(0) + " ms).";
-    root.dataset.ready = "1";
+    return live("page");
   })().catch((err) => { status.textContent = "The live models are not running here: " + err.message +
     ". The figure below shows the same experiment."; root.dataset.ready = "error"; throw err; });
   api.ready.catch(() => {});

@@ -58,21 +58,31 @@ def _as_script(path: Path) -> int:
     return len(text)
 
 
+def _export_models(folder: Path, collection: str) -> dict:
+    """Each live model exported to ``folder`` as ONNX (fp16 weights kept): label -> {name, file, sha256, bytes}."""
+    from augmax_lib.models.onnx_export import export_onnx
+    from augmax_lib.models.pretrained import load_pretrained
+
+    out = {}
+    for label, name in LIVE_MODELS.items():
+        path = export_onnx(load_pretrained(name, collection), Path(folder) / f"{name}.onnx", half_weights=True)
+        out[label] = {"name": name, "file": path.name, "sha256": _sha256(path), "bytes": path.stat().st_size}
+    return out
+
+
 def export_for_book(static: Path, collection: str = "long") -> dict:
     """Export the live models as ONNX files into ``static``/live and write its manifest.json: each model's
     file, sha256 and size, and each runtime file's (from ``static``/vendor/ort, when there); beside every file,
     a script of its bytes for pages opened from disk. Returns the manifest."""
     from augmax_lib._io import atomic_write_text
-    from augmax_lib.models.onnx_export import export_onnx
-    from augmax_lib.models.pretrained import load_pretrained, pretrained_info
+    from augmax_lib.models.pretrained import pretrained_info
 
     folder = Path(static) / "live"
     folder.mkdir(parents=True, exist_ok=True)
-    models = {}
-    for label, name in LIVE_MODELS.items():
-        path = export_onnx(load_pretrained(name, collection), folder / f"{name}.onnx", half_weights=True)
-        models[label] = {"name": name, "file": path.name, "sha256": _sha256(path), "bytes": path.stat().st_size,
-                         "disk_bytes": _as_script(path), "weights_sha256": pretrained_info(name, collection)["sha256"]}
+    models = _export_models(folder, collection)
+    for entry in models.values():
+        entry.update(disk_bytes=_as_script(folder / entry["file"]),
+                     weights_sha256=pretrained_info(entry["name"], collection)["sha256"])
     runtime = {}
     for file in RUNTIME_FILES:
         path = Path(static) / "vendor" / "ort" / file
@@ -115,16 +125,11 @@ def _u8(t: torch.Tensor) -> str:
 
 def _embedded_models(collection: str = "long") -> dict:
     """The live models as ONNX files in base64, with each file's sha256 (for a widget in a notebook)."""
-    from augmax_lib.models.onnx_export import export_onnx
-    from augmax_lib.models.pretrained import load_pretrained
-
-    out = {}
     with tempfile.TemporaryDirectory() as folder:
-        for label, name in LIVE_MODELS.items():
-            path = export_onnx(load_pretrained(name, collection), Path(folder) / f"{name}.onnx", half_weights=True)
-            out[label] = {"file": path.name, "sha256": _sha256(path), "bytes": path.stat().st_size,
-                          "b64": base64.b64encode(path.read_bytes()).decode()}
-    return out
+        models = _export_models(Path(folder), collection)
+        for entry in models.values():
+            entry["b64"] = base64.b64encode((Path(folder) / entry["file"]).read_bytes()).decode()
+    return models
 
 
 def in_book_build() -> bool:

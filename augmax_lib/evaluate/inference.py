@@ -14,27 +14,13 @@ from torch import nn
 from augmax_lib._progress import tqdm
 
 from .._checks import to_float
+from ..norm import eval_mode
 
 __all__ = ["PRECISIONS", "eval_mode", "model_device", "autocast_for", "with_numerics", "numerics_record",
            "InferenceNumerics", "iter_batches", "forward", "predict"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module):
-    """Every module in eval mode and every dual norm on route "M"; the previous modes come back on exit."""
-    from ..norm import route
-
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with route(model, "M"):
-            yield model
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -56,23 +56,17 @@ def export_onnx(model: nn.Module, path, image_size=(32, 32), *, half_weights: bo
     """
     import onnx
 
-    from augmax_lib.norm import route
+    from augmax_lib.norm import eval_mode
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     net = model.to("cpu", torch.float32)
     example = torch.rand(2, 3, *image_size)  # a batch of 1 would be specialised: the batch must stay dynamic
-    modes = [(m, m.training) for m in net.modules()]
-    net.eval()
-    try:
-        with route(net, "M"), torch.no_grad():
-            # Not optimised: the optimiser folds BatchNorm into the convolutions, whose weights then leave fp16.
-            program = torch.onnx.export(net, (example,), dynamo=True, optimize=False, input_names=["images"],
-                                        output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},),
-                                        external_data=False)
-    finally:
-        for m, training in modes:  # the caller's modes come back
-            m.training = training
+    with eval_mode(net), torch.no_grad():
+        # Not optimised: the optimiser folds BatchNorm into the convolutions, whose weights then leave fp16.
+        program = torch.onnx.export(net, (example,), dynamo=True, optimize=False, input_names=["images"],
+                                    output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},),
+                                    external_data=False)
     proto = program.model_proto
     if half_weights:
         half_initializers(proto)

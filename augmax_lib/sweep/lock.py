@@ -35,7 +35,8 @@ def read_lock(run_dir) -> Optional[dict]:
     return record if isinstance(record, dict) else None
 
 
-def _pid_alive(pid) -> bool:
+def pid_alive(pid) -> bool:
+    """Whether a process of this id runs on this machine (True when that cannot be told)."""
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -55,7 +56,7 @@ def lock_holder(record: Optional[dict], slurm: Optional[dict]) -> tuple:
     job_id = record.get("job_id")
     if record.get("executor") == "slurm":
         if not job_id:  # taken by a sweep that is submitting now (or that died while it did)
-            alive = _pid_alive(record.get("pid")) if record.get("host") == socket.gethostname() else None
+            alive = pid_alive(record.get("pid")) if record.get("host") == socket.gethostname() else None
             return (alive, f"being submitted by {record.get('host')} pid {record.get('pid')}") if alive is not False \
                 else (False, "its sweep died before submitting")
         state = (slurm or {}).get(str(job_id))
@@ -66,7 +67,7 @@ def lock_holder(record: Optional[dict], slurm: Optional[dict]) -> tuple:
     if record.get("host") != socket.gethostname():
         return None, f"a {record.get('executor', '?')} job on {record.get('host')} (cannot be checked from here)"
     pids = [p for p in (record.get("pid"), job_id) if str(p).isdigit() and int(p) > 1]  # never pid 0: a group
-    alive = any(_pid_alive(p) for p in pids)
+    alive = any(pid_alive(p) for p in pids)
     return alive, f"{record.get('executor', 'local')} job {job_id or '?'} (pid {', '.join(map(str, pids))})"
 
 

@@ -7,14 +7,13 @@ job's state is asked of sacct for every job with an id, whatever its own files s
 """
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from .jobs import JobSpec, read_json, run_state
-from .lock import read_lock
+from .lock import pid_alive, read_lock
 from .logs import log_tail
 from .slurm import ALIVE, WAITING, sacct_states
 
@@ -43,22 +42,12 @@ def slurm_states(records) -> dict:
     return {k: v for k, v in (states or {}).items() if v != "UNKNOWN"}
 
 
-def _pid_alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, TypeError, ValueError):
-        return True
-    return True
-
-
 def _alive(submission: Optional[dict], state: dict, slurm: Optional[str]) -> Optional[bool]:
     """Whether a job that says it runs still does: True, False or None (cannot tell from here)."""
     if submission and submission.get("executor") == "slurm":
         return None if slurm is None else slurm in _SLURM_ALIVE | _SLURM_WAITING
     if state.get("host") == socket.gethostname():
-        return _pid_alive(state.get("pid"))
+        return pid_alive(state.get("pid"))
     return None
 
 
