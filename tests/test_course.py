@@ -96,17 +96,31 @@ def test_find_config_by_name_and_path():
         runs.find_config("cifar10/no_such_model")
 
 
-def test_a_changed_config_is_not_silently_reused(trained):
+def test_a_changed_config_is_not_reused_and_the_old_run_is_kept(trained, capsys):
+    # A runs folder from an older profile (another budget) in the folder this config names: neither reused nor
+    # blocking; the new run trains beside it and the old one stays byte for byte.
     tmp, run = trained
     results = json.loads((run.dir / "results.json").read_text())
     results["config"]["optim"]["lr"] = 0.5
+    results["config"]["train"]["epochs"] = 3
     other = tmp / "copy"
     other.mkdir()
     target = runs.run_dir(CONFIG, "smoke", 0, other, SYNTH)
     target.mkdir(parents=True)
-    (target / "results.json").write_text(json.dumps(results))
-    with pytest.raises(Exception, match="another config"):
-        _get(other)
+    old = json.dumps(results)
+    (target / "results.json").write_text(old)
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fresh = _get(other)
+    assert fresh.action == "trained" and fresh.complete and fresh.dir.parent == target.parent
+    assert fresh.dir.name.startswith(target.name + "-c") and len(fresh.dir.name) == len(target.name) + 10
+    assert (target / "results.json").read_text() == old and sorted(p.name for p in target.iterdir()) == ["results.json"]
+    note = capsys.readouterr().out
+    assert "holds a run of another config" in note and "optim.lr: 0.5 -> 0.1" in note and "it is kept" in note
+    assert "train.epochs: 3 -> " in note
+    again = _get(other)  # the next call finds the new run where it trained
+    assert again.action == "loaded" and again.dir == fresh.dir
 
 
 def test_evaluate_writes_the_evaluation_once(trained, monkeypatch):

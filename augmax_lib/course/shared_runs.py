@@ -193,6 +193,7 @@ def get_run(config, *, profile: str = "quick", runs_dir="runs", seed: int = 0, o
     folder = run_dir(name, profile, seed, runs_dir, computed)
     if not computed:
         folder = _swept_instead(folder, runs_dir, profile, seed, cfg)
+    folder = _beside_another(folder, cfg)
     with _lock(folder):
         action = _ensure_trained(cfg, folder, progress)
         run = Run(folder, cfg, str(profile), int(seed), device, action)
@@ -212,6 +213,46 @@ def _swept_instead(folder: Path, runs_dir, profile: str, seed: int, cfg: dict) -
     except (OSError, ValueError):
         return folder
     return swept if not config_mismatches(saved, cfg) else folder
+
+
+def _saved_config(folder: Path) -> Optional[dict]:
+    """The config of the run in ``folder``: results.json's when it finished, else the config.yaml a start writes."""
+    import yaml
+
+    try:
+        if (folder / "results.json").is_file():
+            return json.loads((folder / "results.json").read_text()).get("config")
+        if (folder / "config.yaml").is_file():
+            return yaml.safe_load((folder / "config.yaml").read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    return None
+
+
+def config_tag(cfg: dict) -> str:
+    """8 hex digits naming what ``cfg`` computes (its keys that a resumed run may not change)."""
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict) and k not in ("kwargs", "options"):
+                yield from flat(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}", v
+    items = sorted((k, v) for k, v in flat(cfg) if not _is_resumable(k))
+    return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def _beside_another(folder: Path, cfg: dict) -> Path:
+    """``folder``, or when it holds a run of another config (say, one an older version of the profile trained at
+    another budget), ``<folder>-c<config_tag>`` beside it: that run is kept as it is, and this one never blocks."""
+    saved = _saved_config(folder)
+    diffs = config_mismatches(saved, cfg) if saved else []
+    if not diffs:
+        return folder
+    beside = folder.with_name(f"{folder.name}-c{config_tag(cfg)}")
+    more = f"; and {len(diffs) - 3} more" if len(diffs) > 3 else ""
+    print(f"note: {shown_path(folder)}/ holds a run of another config ({'; '.join(diffs[:3])}{more}); it is kept, "
+          f"and this run uses {shown_path(beside)}/", flush=True)
+    return beside
 
 
 def shown_path(path) -> str:
