@@ -1,11 +1,17 @@
-"""The one place a device argument is resolved: ``None``/``"auto"`` picks CUDA when present, else the CPU."""
+"""The one place a device argument is resolved (``None``/``"auto"`` picks CUDA when present, else the CPU), and a
+``precision`` of ``"auto"``: bf16 where the device computes it natively, else fp32."""
 from __future__ import annotations
+
+import platform
 
 import torch
 
 from ._checks import InputError
 
-__all__ = ["DeviceError", "resolve_device"]
+__all__ = ["DeviceError", "resolve_device", "native_bf16", "resolve_precision", "cpu_model"]
+
+# What "auto" may become, and the concrete precisions the library computes in.
+CONCRETE_PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 class DeviceError(InputError, ValueError):
@@ -35,3 +41,49 @@ def resolve_device(value=None, name: str = "device", local_rank: int = 0) -> tor
     elif device.type != "cpu":
         raise DeviceError(f"{name}: expected cpu, cuda or cuda:N, got {value!r} (or auto: CUDA when present)")
     return device
+
+
+def _cpu_flag(name: str) -> bool:
+    check = getattr(torch.cpu, name, None)  # private probes of torch's cpuinfo; absent in some builds
+    try:
+        return bool(check()) if check is not None else False
+    except RuntimeError:
+        return False
+
+
+def native_bf16(device) -> bool:
+    """Whether ``device`` computes bf16 in hardware: a CUDA GPU with bf16 support, an x86 CPU with AVX512-BF16 or
+    AMX, or an Arm CPU with BF16. Elsewhere oneDNN emulates bf16, far slower than fp32 (bench/README.md)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return _cpu_flag("_is_avx512_bf16_supported") or _cpu_flag("_is_amx_tile_supported")
+
+
+def resolve_precision(precision: str, device, name: str = "precision") -> str:
+    """``precision`` as computed on ``device``: "auto" becomes "bf16" where :func:`native_bf16` holds, else "fp32";
+    "fp32", "bf16" and "fp16" stay as given."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if precision not in CONCRETE_PRECISIONS:
+        raise ValueError(f"{name}: expected one of {', '.join(CONCRETE_PRECISIONS)} or auto, got {precision!r}")
+    return precision
+
+
+def cpu_model() -> str:
+    """The CPU's model name as the OS reports it (Linux: /proc/cpuinfo), else platform.processor() or ''."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or ""

@@ -26,6 +26,7 @@ from typing import Optional
 from augmax_lib._checks import InputError
 from augmax_lib.paper_numbers import METRICS, TABLES, Cell
 from augmax_lib.train.checkpoint import RESUMABLE_KEYS
+from augmax_lib.train.config import same_setting
 
 __all__ = ["RunRecord", "CellResult", "TableResult", "collect_runs", "build_tables", "fits", "run_profile", "render_markdown",
            "cells_csv", "runs_csv", "write_tables", "export_runs", "same_code", "EXPORTED_FILES", "CODE_PATHS",
@@ -355,6 +356,15 @@ def _as_items(training: dict) -> tuple:
     return tuple(sorted((k, json.dumps(v, sort_keys=True, default=str)) for k, v in training.items()))
 
 
+def _same_training(expected: Optional[tuple], mine: tuple) -> bool:
+    """Whether a run's training items are what ``expected`` (from :func:`_expected`) asks for; a precision of "auto"
+    there accepts the one the run resolved it to (augmax_lib.train.config.same_setting)."""
+    if expected is None or len(expected) != len(mine):
+        return False
+    return all(ke == km and same_setting(ke, json.loads(vm), json.loads(ve))
+               for (ke, ve), (km, vm) in zip(expected, mine))
+
+
 def run_profile(r: RunRecord) -> Optional[str]:
     """The run's profile: the recorded one when it can be loaded here, else the one profile under
     configs/profiles/ (or none: "full") that gives the run's recipe; None when none does (a custom budget)."""
@@ -362,7 +372,7 @@ def run_profile(r: RunRecord) -> Optional[str]:
     recorded = Path(r.profile).stem if r.profile else None
     tries = ([recorded] if recorded else []) + [p for p in ("full", *_profiles()) if p != recorded]
     for profile in tries:
-        if _expected(r.config_name, profile, _data_overrides(r, r.config_name)) == mine:
+        if _same_training(_expected(r.config_name, profile, _data_overrides(r, r.config_name)), mine):
             return profile
     return None
 
@@ -379,7 +389,7 @@ def fits(r: RunRecord, cell_config: str, dataset: Optional[str] = None) -> bool:
     profile = run_profile(r)
     if profile is None:
         return False  # a budget no profile gives (overrides of the recipe): it fills no poster cell
-    return _expected(cell_config, profile, _data_overrides(r, cell_config)) == _as_items(r.training)
+    return _same_training(_expected(cell_config, profile, _data_overrides(r, cell_config)), _as_items(r.training))
 
 
 def _candidates(cell_config: str, dataset: str, records) -> tuple[Optional[str], list]:

@@ -20,7 +20,10 @@ def commit() -> str:
 
 
 def device_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU with the number of torch threads."""
+    """The GPU's name, or the CPU's model, vector unit, bf16 support and number of torch threads."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} thread(s)"
+    from augmax_lib._device import cpu_model, native_bf16
+
+    return (f"{cpu_model() or platform.machine()} CPU ({platform.machine()}, {torch.backends.cpu.get_cpu_capability()}, "
+            f"{'native' if native_bf16(device) else 'no native'} bf16), {torch.get_num_threads()} thread(s)")

@@ -341,3 +341,19 @@ def test_runs_in_a_table_of_their_own_data_set_are_not_repeated_under_another_ta
     _write_run(tmp_path, "ablation_strategy_cifar100_resnet18_fat", 0, 30.0, 25.0, overrides=["data.dataset=cifar10"])
     tables = build_tables(collect_runs([tmp_path]))
     assert "table10@cifar10" in [t.key for t in tables]
+
+
+def test_a_profile_asking_for_auto_precision_takes_runs_of_either_but_does_not_mix_them(tmp_path):
+    # quick asks for precision auto: a run made where bf16 is native recorded bf16, one made elsewhere fp32.
+    _write_run(tmp_path / "a", "cifar10_resnet18_normal", 0, 41.0, 30.0, overrides=["train.precision=bf16"])
+    _write_run(tmp_path / "a", "cifar10_resnet18_normal", 1, 43.0, 32.0, overrides=["train.precision=bf16"])
+    _write_run(tmp_path / "b", "cifar10_resnet18_normal", 0, 42.0, 31.0, overrides=["train.precision=fp32"])
+    for folder, mean in (("a", 42.0), ("b", 42.0)):
+        c = _cells(build_tables(collect_runs([tmp_path / folder])), "cifar10")[("ResNet18 Normal", "SA")]
+        assert c.mean == pytest.approx(mean) and c.refused is None
+    _write_run(tmp_path / "a", "cifar10_resnet18_normal", 2, 44.0, 33.0, overrides=["train.precision=fp32"])
+    c = _cells(build_tables(collect_runs([tmp_path / "a"])), "cifar10")[("ResNet18 Normal", "SA")]
+    assert c.mean is None and "mixed configs: train.precision = bf16 (seeds 0, 1) vs fp32 (seed 2)" in c.refused
+    # fp16 is not what auto ever gives: such a run fills no cell of the quick profile.
+    _write_run(tmp_path / "c", "cifar10_resnet18_normal", 0, 42.0, 31.0, overrides=["train.precision=fp16"])
+    assert _cells(build_tables(collect_runs([tmp_path / "c"])), "cifar10")[("ResNet18 Normal", "SA")].n == 0

@@ -291,7 +291,7 @@ def run(args) -> int:
     target, problem = _target(out, args.force)
     if problem:
         return _fail(problem)
-    numerics = Numerics(**numerics_changes(args))
+    numerics = Numerics(**numerics_changes(args)).resolved(device)
     model = numerics.apply(loaded.model.to(device))
     try:
         results = evaluate_model(model, dataset, args.root, EvalOptions(**option_changes(args)), device=device,

@@ -94,7 +94,17 @@ def profile_facts(profile: str, config: str = "cifar10/resnet18_normal") -> str:
                "trained": "this profile's own runs"}.get(course.get("models"), "this profile's own runs")
     epochs = f"{t['epochs']} epoch{'s' if t['epochs'] != 1 else ''}"
     return (f"{profile}: {images}, {epochs} at batch {t['batch_size']}, {m['name']} at {width}, "
-            f"{t['precision']} arithmetic; robustness on {evaluated}; the analysis chapters study {studied}.")
+            f"{_arithmetic(t['precision'])}; robustness on {evaluated}; the analysis chapters study {studied}.")
+
+
+def _arithmetic(precision: str) -> str:
+    """'bf16 arithmetic', or for "auto" what it is on this machine's CPU and why."""
+    if precision != "auto":
+        return f"{precision} arithmetic"
+    from augmax_lib._device import native_bf16
+
+    return ("bf16 arithmetic (this CPU computes bf16 natively)" if native_bf16("cpu") else
+            "fp32 arithmetic (bf16 where a CPU computes it natively; this one does not)")
 
 
 @dataclass

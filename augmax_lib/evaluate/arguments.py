@@ -53,9 +53,10 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed of the spatial attack and generated corruptions")
     parser.add_argument("--quiet", action="store_true", default=None, help="no progress bars")
     speed = parser.add_argument_group("numerics (default: fp32, as the paper; a run's eval section may opt in)")
-    speed.add_argument("--precision", default=None, choices=("fp32", "bf16", "fp16"),
-                       help="forward passes in fp32 or under bf16/fp16 autocast (faster; may flip borderline "
-                            "predictions); recorded in results.json")
+    speed.add_argument("--precision", default=None, choices=("fp32", "bf16", "fp16", "auto"),
+                       help="forward passes in fp32 or under bf16/fp16 autocast (faster where the hardware has it; "
+                            "may flip borderline predictions), or auto: bf16 where the device computes it natively, "
+                            "else fp32; recorded in results.json")
     speed.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                        help="channels-last memory format (faster on GPUs; same arithmetic)")
     speed.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")

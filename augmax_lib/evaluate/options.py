@@ -8,7 +8,8 @@ from typing import Any, Optional
 
 from torch import nn
 
-from .inference import PRECISIONS, numerics_record, with_numerics
+from .._device import resolve_precision
+from .inference import PRECISIONS, model_device, numerics_record, with_numerics
 
 __all__ = ["EvalOptions", "Numerics"]
 
@@ -61,20 +62,28 @@ class EvalOptions:
 
 @dataclass(frozen=True)
 class Numerics:
-    """How forward passes compute: fp32 (the paper's) or bf16/fp16 autocast, channels-last, torch.compile."""
+    """How forward passes compute: fp32 (the paper's), bf16/fp16 autocast or "auto" (bf16 where the device computes
+    it natively, else fp32; :meth:`resolved` decides), channels-last, torch.compile."""
 
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
 
     def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision not in PRECISIONS + ("auto",):
+            raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)} or auto, got {self.precision!r}")
+
+    def resolved(self, device) -> "Numerics":
+        """These numerics with "auto" made concrete for ``device`` (augmax_lib._device.resolve_precision)."""
+        return dataclasses.replace(self, precision=resolve_precision(self.precision, device))
 
     def apply(self, model: nn.Module) -> nn.Module:
-        """``model`` running with these numerics (itself for plain fp32)."""
-        return with_numerics(model, self.precision, self.channels_last, self.compile)
+        """``model`` running with these numerics (itself for plain fp32); "auto" is resolved for the model's device."""
+        return with_numerics(model, resolve_precision(self.precision, model_device(model)), self.channels_last,
+                             self.compile)
 
     def record(self) -> dict:
-        """The ``numerics`` entry of results.json."""
+        """The ``numerics`` entry of results.json (call :meth:`resolved` first when the precision is "auto")."""
+        if self.precision == "auto":
+            raise ValueError("precision: 'auto' is not recorded; record Numerics.resolved(device) instead")
         return numerics_record(self.precision, self.channels_last, self.compile)

@@ -41,12 +41,17 @@ def git_commit(path=None) -> dict | None:
 
 
 def device_description(device) -> str:
-    """'cuda:0 (NVIDIA H100 80GB HBM3)' or 'cpu (x86_64, 2 threads)'."""
+    """'cuda:0 (NVIDIA H100 80GB HBM3)' or 'cpu (AMD EPYC, x86_64, AVX2, no native bf16, 2 threads)'."""
     device = torch.device(device)
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    return f"{device.type} ({platform.machine()}, {torch.get_num_threads()} threads)"
+    # The CPU's model and vector unit: the speed of a run, and of bf16 above all, depends on them (bench/README.md).
+    from augmax_lib._device import cpu_model, native_bf16
+
+    parts = [cpu_model(), platform.machine(), torch.backends.cpu.get_cpu_capability(),
+             "native bf16" if native_bf16(device) else "no native bf16", f"{torch.get_num_threads()} threads"]
+    return f"{device.type} ({', '.join(p for p in parts if p)})"
 
 
 def provenance(checkpoint=None, data_source=None, device=None, extra=None) -> dict:

@@ -63,7 +63,7 @@ def evaluate_run(run_dir, options: Optional[EvalOptions] = None, numerics: Optio
     device = resolve_device(device)
     model, config = load_run(run_dir, "best", device=device)
     options = options if options is not None else run_options(config)
-    numerics = numerics if numerics is not None else run_numerics(config)
+    numerics = (numerics if numerics is not None else run_numerics(config)).resolved(device)
     test = _test_set(config, root)
     if not isinstance(test, ImageSet) or (options.images_per_set is not None and options.images_per_set >= len(test)):
         options = options.replace(images_per_set=None)  # a lazily read set is evaluated whole; so is a request for all

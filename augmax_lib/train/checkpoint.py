@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import torch
 
 from augmax_lib._io import atomic_path
+from augmax_lib.train.config import same_setting
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "save_checkpoint",
            "load_checkpoint", "capture_rng", "restore_rng", "config_mismatches", "RESUMABLE_KEYS"]
@@ -76,7 +77,8 @@ def _flatten(config: Mapping, prefix: str = "") -> dict:
 
 
 def config_mismatches(saved: Mapping, current: Mapping, allowed=RESUMABLE_KEYS) -> list[str]:
-    """Keys (dotted) whose values differ between two configs, ignoring those under ``allowed`` prefixes."""
+    """Keys (dotted) whose values differ between two configs, ignoring those under ``allowed`` prefixes; a
+    ``current`` precision of "auto" accepts the one ``saved`` recorded (:func:`~augmax_lib.train.config.same_setting`)."""
     a, b = _flatten(saved), _flatten(current)
     keys = sorted(set(a) | set(b))
 
@@ -84,7 +86,7 @@ def config_mismatches(saved: Mapping, current: Mapping, allowed=RESUMABLE_KEYS) 
         return any(key == p or key.startswith(p + ".") for p in allowed)
 
     return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}" for k in keys
-            if not free(k) and a.get(k, "<absent>") != b.get(k, "<absent>")]
+            if not free(k) and not same_setting(k, a.get(k, "<absent>"), b.get(k, "<absent>"))]
 
 
 def capture_rng(generators: Mapping[str, torch.Generator] | None = None) -> dict:

@@ -20,7 +20,7 @@ from .methods import METHODS
 from .options import Option, opt
 
 __all__ = ["ConfigError", "Option", "METHODS", "PRECISIONS", "SCHEDULES", "RENAMED_KEYS", "SCHEMA", "METHOD_OPTIONS",
-           "PROFILES_DIR", "PROFILE_ONLY_KEYS", "load_config", "validate", "merge", "parse_override", "apply_overrides",
+           "PROFILES_DIR", "PROFILE_ONLY_KEYS", "AUTO_KEYS", "same_setting", "load_config", "validate", "merge", "parse_override", "apply_overrides",
            "load_profile", "profile_name", "dump_config", "method_options"]
 
 # configs/ at the root of the source tree (this file is augmax_lib/train/config.py).
@@ -33,8 +33,13 @@ class ConfigError(ValueError):
 
 # The methods' options live with their step functions (augmax_lib.train.methods, one record per method).
 METHOD_OPTIONS: dict[str, dict[str, Option]] = {name: dict(m.options) for name, m in METHODS.items()}
-# Forward-pass arithmetic: fp32 as the paper ran, or autocast to a 16-bit type (an opt-in speed setting).
-PRECISIONS = ("fp32", "bf16", "fp16")
+# Forward-pass arithmetic: fp32 as the paper ran, or autocast to a 16-bit type (an opt-in speed setting), or
+# "auto": bf16 where the device computes it natively, else fp32. A run records what "auto" became
+# (augmax_lib._device.resolve_precision): on a CPU without native bf16 it is emulated and runs about ten times
+# slower than fp32 (bench/README.md), so a profile meant for any CPU asks for "auto".
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+# Keys whose requested value "auto" accepts whatever a run resolved it to (see same_setting).
+AUTO_KEYS = ("train.precision", "eval.precision")
 # Learning-rate schedules: AugMax's cosine stepped once per epoch, AugMix's (cifar.py) once per optimiser step.
 SCHEDULES = ("cosine", "cosine_per_step", "multistep", "constant")
 # Sections of a profile file that are not config keys: a one-line note for readers, and the sizes, budgets and
@@ -113,7 +118,8 @@ SCHEMA: dict[str, Any] = {
         "seed": opt(0, int, "seed of the model init, data order and augmentation"),
         "device": opt("auto", str, "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'"),
         "precision": opt("fp32", str, "arithmetic of forward passes in training, attacks and validation: 'fp32' "
-                          "(the paper's) or autocast to 'bf16' / 'fp16' (opt-in speed; fp16 adds a grad scaler)",
+                          "(the paper's), autocast to 'bf16' / 'fp16' (opt-in speed; fp16 adds a grad scaler), or "
+                          "'auto' (bf16 where the device computes it natively, else fp32; the run records which)",
                           choices=PRECISIONS),
         "channels_last": opt(False, bool, "channels-last memory format (opt-in speed, same arithmetic)"),
         "compile": opt(False, bool, "torch.compile the model (opt-in speed)"),
@@ -131,12 +137,20 @@ SCHEMA: dict[str, Any] = {
                                "class-balanced test images, the same in every set (null: the whole test set)",
                                nullable=True, minimum=1),
         "subset_seed": opt(0, int, "seed of the evaluation subset's indices"),
-        "precision": opt("fp32", str, "evaluate --run: forward passes in 'fp32' (the paper's) or under 'bf16' / "
-                          "'fp16' autocast (opt-in speed); --precision overrides", choices=PRECISIONS),
+        "precision": opt("fp32", str, "evaluate --run: forward passes in 'fp32' (the paper's), under 'bf16' / "
+                          "'fp16' autocast (opt-in speed), or 'auto' (bf16 where native, else fp32); --precision "
+                          "overrides", choices=PRECISIONS),
         "channels_last": opt(False, bool, "evaluate --run: channels-last memory format (opt-in speed)"),
         "compile": opt(False, bool, "evaluate --run: torch.compile the model (opt-in speed)"),
     },
 }
+
+
+def same_setting(key: str, recorded, requested) -> bool:
+    """Whether a run that recorded ``recorded`` for the dotted ``key`` is what ``requested`` asks for: equal, or
+    ``requested`` is "auto" for a key of :data:`AUTO_KEYS` and ``recorded`` is what auto gives somewhere (bf16 or
+    fp32): a run made on other hardware keeps the precision it used."""
+    return recorded == requested or (key in AUTO_KEYS and requested == "auto" and recorded in ("bf16", "fp32"))
 
 
 def method_options(name: str) -> dict[str, Option]:

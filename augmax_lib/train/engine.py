@@ -15,6 +15,7 @@ and read once per ``train.log_every`` steps, the only host syncs the engine adds
 """
 from __future__ import annotations
 
+import copy
 import contextlib
 import csv
 import io
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from augmax_lib._device import resolve_precision
 from augmax_lib._io import atomic_write_text
 from augmax_lib._malloc import keep_freed_memory
 from augmax_lib._progress import tqdm
@@ -205,6 +207,17 @@ class _Session:
     wall_before: float = 0.0
 
 
+def _concrete_precision(config: dict, device: torch.device, saved: Optional[Mapping] = None) -> dict:
+    """``config`` with ``train.precision`` "auto" made concrete: a resumed run's own (``saved``, so that it continues
+    exactly), else bf16 where ``device`` computes it natively and fp32 elsewhere. The run records the result."""
+    if config["train"]["precision"] != "auto":
+        return config
+    out = copy.deepcopy(config)
+    recorded = ((saved or {}).get("train") or {}).get("precision")
+    out["train"]["precision"] = recorded if recorded not in (None, "auto") else resolve_precision("auto", device)
+    return out
+
+
 def _check_resume(state: Optional[dict], config: dict, run_dir: Path, info: dist_utils.DistInfo) -> None:
     """Refuse a checkpoint of another config; warn when the number of processes changed."""
     if state is None:
@@ -358,8 +371,12 @@ def _write_results(s: _Session, run_dir: Path, wall: float, info: dist_utils.Dis
 
 def _train(config: dict, run_dir: Path, resume: bool, stop_after: Optional[int],
            info: dist_utils.DistInfo, on_epoch: Optional[Callable[[dict], None]] = None) -> Path:
-    t = config["train"]
+    requested = config
+    config = _concrete_precision(requested, info.device)
     state = _prepare_run_dir(run_dir, resume, config)
+    if state is not None:
+        config = _concrete_precision(requested, info.device, state["config"])
+    t = config["train"]
     _check_resume(state, config, run_dir, info)
     dist_utils.barrier(info)  # every rank has checked the directory before rank 0 writes to it
     show = info.is_main and t["progress"]
