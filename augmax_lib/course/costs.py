@@ -20,14 +20,18 @@ TIMES_FILE = CONFIGS_DIR.parent / "book" / "notebook_times.json"
 
 
 def machine_description() -> str:
-    """'2-core x86_64 CPU' or the GPU's name: where the times were measured."""
+    """'2-core AMD EPYC CPU (x86_64, fp32: no native bf16)' or the GPU's name: where the times were measured (the
+    CPU's bf16 support decides the quick profile's arithmetic, and so its speed)."""
     import os
 
     import torch
 
+    from augmax_lib._device import cpu_model, native_bf16
+
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} GPU"
-    return f"{os.cpu_count()}-core {platform.machine()} CPU"
+    arithmetic = "bf16: native" if native_bf16("cpu") else "fp32: no native bf16"
+    return f"{os.cpu_count()}-core {cpu_model() or platform.machine()} CPU ({platform.machine()}, {arithmetic})"
 
 
 def load_times(path=None) -> dict:
