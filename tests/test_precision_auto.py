@@ -5,7 +5,6 @@ import platform
 from pathlib import Path
 
 import pytest
-import torch
 
 import augmax_lib._device as device_mod
 from augmax_lib._device import cpu_model, native_bf16, resolve_precision
@@ -14,7 +13,6 @@ from augmax_lib.evaluate.provenance import device_description
 from augmax_lib.train import train
 from augmax_lib.train.checkpoint import CheckpointError, config_mismatches
 from augmax_lib.train.config import ConfigError, load_config, same_setting, validate
-
 
 
 def tiny(epochs: int, **train_opts) -> dict:

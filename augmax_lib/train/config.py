@@ -20,8 +20,8 @@ from .methods import METHODS
 from .options import Option, opt
 
 __all__ = ["ConfigError", "Option", "METHODS", "PRECISIONS", "SCHEDULES", "RENAMED_KEYS", "SCHEMA", "METHOD_OPTIONS",
-           "PROFILES_DIR", "PROFILE_ONLY_KEYS", "AUTO_KEYS", "same_setting", "load_config", "validate", "merge", "parse_override", "apply_overrides",
-           "load_profile", "profile_name", "dump_config", "method_options"]
+           "PROFILES_DIR", "PROFILE_ONLY_KEYS", "AUTO_KEYS", "same_setting", "load_config", "validate", "merge",
+           "parse_override", "apply_overrides", "load_profile", "profile_name", "dump_config", "method_options"]
 
 # configs/ at the root of the source tree (this file is augmax_lib/train/config.py).
 PROFILES_DIR = Path(__file__).resolve().parents[2] / "configs" / "profiles"

@@ -15,8 +15,8 @@ and read once per ``train.log_every`` steps, the only host syncs the engine adds
 """
 from __future__ import annotations
 
-import copy
 import contextlib
+import copy
 import csv
 import io
 import json
