@@ -19,7 +19,7 @@ from typing import Iterable, Optional
 import torch
 
 from augmax_lib._device import resolve_device
-from augmax_lib.train.checkpoint import RESUMABLE_KEYS, config_mismatches
+from augmax_lib.train.checkpoint import RESUMABLE_KEYS, _flatten, config_mismatches
 from augmax_lib.train.config import PROFILES_DIR, ConfigError, load_config, parse_override
 
 __all__ = ["CONFIGS_DIR", "Run", "get_run", "find_config", "run_dir", "evaluate_run", "shown_path"]
@@ -229,15 +229,9 @@ def _saved_config(folder: Path) -> Optional[dict]:
     return None
 
 
-def config_tag(cfg: dict) -> str:
+def _config_tag(cfg: dict) -> str:
     """8 hex digits naming what ``cfg`` computes (its keys that a resumed run may not change)."""
-    def flat(d, prefix=""):
-        for k, v in d.items():
-            if isinstance(v, dict) and k not in ("kwargs", "options"):
-                yield from flat(v, f"{prefix}{k}.")
-            else:
-                yield f"{prefix}{k}", v
-    items = sorted((k, v) for k, v in flat(cfg) if not _is_resumable(k))
+    items = sorted((k, v) for k, v in _flatten(cfg).items() if not _is_resumable(k))
     return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
@@ -248,7 +242,7 @@ def _beside_another(folder: Path, cfg: dict) -> Path:
     diffs = config_mismatches(saved, cfg) if saved else []
     if not diffs:
         return folder
-    beside = folder.with_name(f"{folder.name}-c{config_tag(cfg)}")
+    beside = folder.with_name(f"{folder.name}-c{_config_tag(cfg)}")
     more = f"; and {len(diffs) - 3} more" if len(diffs) > 3 else ""
     print(f"note: {shown_path(folder)}/ holds a run of another config ({'; '.join(diffs[:3])}{more}); it is kept, "
           f"and this run uses {shown_path(beside)}/", flush=True)
